@@ -130,9 +130,9 @@ class StepSnapshot(Base):
 
 
 class InstanceState(Base):
-    schema_version: int = SCHEMA_VERSION
     instance_guid: str
     process_key: str
+    schema_version: int = SCHEMA_VERSION
     status: InstanceStatus = InstanceStatus.RUNNING
     execution_mode: ExecutionMode = ExecutionMode.UNSUPERVISED
     variables: dict[str, Any] = msgspec.field(default_factory=dict)
