@@ -102,6 +102,8 @@ class LoopSpec:
     condition: str | None = None
     collection: str | None = None
     element_variable: str | None = None
+    maximum: int | None = None  # standard loops: loopMaximum
+    test_before: bool = False  # standard loops: evaluate the condition before the first run
 
 
 @dataclass(frozen=True, slots=True)
