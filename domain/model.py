@@ -189,7 +189,7 @@ class Definition:
     # globalScriptTask / globalUserTask etc. callable by a call activity, as single-node graphs
     global_tasks: Mapping[str, Node] = field(default_factory=lambda: MappingProxyType({}))
     target_namespace: str = ""
-    element_counts: Mapping[str, int] = field(default_factory=_empty)
+    element_counts: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def executable_processes(self) -> tuple[str, ...]:
