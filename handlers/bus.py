@@ -8,6 +8,7 @@ from typing import Any
 
 from commands.base import Command
 from handlers.deps import Deps
+from handlers.errors import CommandNotAvailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,4 +45,7 @@ class Bus:
         return command_type in self._table
 
     async def dispatch(self, command: Command, ctx: RequestContext) -> Reply:
-        return await self._table[type(command)](command, ctx, self._deps)
+        handler = self._table.get(type(command))
+        if handler is None:
+            raise CommandNotAvailable(f"Command {type(command).__name__} is not available on this server.")
+        return await handler(command, ctx, self._deps)

@@ -40,3 +40,7 @@ class BadCommandData(DomainError):
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message, details={"path": path} if path else None)
+
+
+class CommandNotAvailable(DomainError):
+    code = "COMMAND_NOT_AVAILABLE"

@@ -1,0 +1,138 @@
+"""StartProcessInstanceCommand: find the definition, gather the variables, run to the first wait state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from commands.instances import StartProcessInstance
+from domain import engine
+from domain.errors import StartNodeNotFound
+from domain.model import Definition
+from domain.scripting import evaluate_condition
+from domain.state import ExecutionMode
+from handlers.bus import Reply, RequestContext
+from handlers.called_processes import preload_called_processes
+from handlers.deps import Deps
+from handlers.errors import BadCommandData, DefinitionNotFound, DuplicateInstanceGuid, InstanceNotFound
+from handlers.instance_steps import persist_side_records
+from handlers.ports import DefinitionRecord, DuplicateInstance, InstanceRecord, UnitOfWork
+from handlers.views import instance_view
+
+_json_object = msgspec.json.Decoder(dict[str, Any])
+
+
+async def _find_definition(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInstance) -> DefinitionRecord:
+    record: DefinitionRecord | None = None
+    if cmd.id is not None:
+        record = await uow.definitions.get(ctx.tenant_id, cmd.id)
+    elif cmd.process_key is not None:
+        if cmd.version is not None:
+            record = await uow.definitions.by_version(ctx.tenant_id, cmd.process_key, cmd.version)
+        else:
+            record = await uow.definitions.latest(ctx.tenant_id, cmd.process_key)
+            if record is None:
+                # A key may name a second executable process inside another deployed document.
+                record = await uow.definitions.find_process(ctx.tenant_id, cmd.process_key)
+    else:
+        raise BadCommandData("Either processKey or id is required.", path="$.data.processKey")
+    if record is None or not record.is_active:
+        raise DefinitionNotFound()
+    return record
+
+
+def _start_variables(cmd: StartProcessInstance) -> dict[str, Any]:
+    variables: dict[str, Any] = {}
+    if cmd.runtime_context:
+        try:
+            variables.update(_json_object.decode(cmd.runtime_context))
+        except msgspec.DecodeError as exc:
+            raise BadCommandData(
+                f"runtimeContext must be a JSON object: {exc}", path="$.data.runtimeContext"
+            ) from None
+    if cmd.variables:
+        variables.update(cmd.variables)
+    return variables
+
+
+async def _inherited(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInstance) -> dict[str, Any]:
+    if cmd.inherit_from is None:
+        return {}
+    source = await uow.instances.get(ctx.tenant_id, cmd.inherit_from.instance_guid)
+    if source is None:
+        raise InstanceNotFound(cmd.inherit_from.instance_guid)
+    values = source.state.variables
+    names = cmd.inherit_from.variables
+    return dict(values) if names is None else {n: values[n] for n in names if n in values}
+
+
+def choose_start_node(definition: Definition, process_key: str, cmd: StartProcessInstance,
+                      variables: dict[str, Any]) -> str | None:
+    """`startNodeId` wins; a `startCondition` selects the start event it names or whose condition holds."""
+    if cmd.start_node_id is not None or cmd.start_condition is None:
+        return cmd.start_node_id
+    wanted = cmd.start_condition.strip()
+    candidates = engine.start_nodes(definition, process_key)
+    for node in candidates:
+        labels = {node.id, node.name, node.prop("startCondition"), node.prop("condition")}
+        if wanted in labels:
+            return node.id
+    for node in candidates:
+        expression = node.prop("condition") or node.prop("startCondition")
+        if expression and evaluate_condition(expression, {**variables, "startCondition": wanted}):
+            return node.id
+    raise StartNodeNotFound("Start node for process definition not found.")
+
+
+async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: Deps) -> Reply:
+    async with deps.uow() as uow:
+        stored = await _find_definition(uow, ctx, cmd)
+        definition = deps.definitions.get(stored)
+        process_key = cmd.process_key if cmd.process_key in definition.processes else definition.main_process
+        variables = {**await _inherited(uow, ctx, cmd), **_start_variables(cmd)}
+        lookup = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
+        now = deps.clock.now()
+        guid = cmd.instance_guid or deps.ids.new_id()
+        transition = engine.start(
+            definition,
+            instance_guid=guid,
+            variables=variables,
+            now=now,
+            ids=deps.ids,
+            process_key=process_key,
+            start_node_id=choose_start_node(definition, process_key, cmd, variables),
+            execution_mode=ExecutionMode(cmd.execution_mode),
+            actor=ctx.actor,
+            limits=deps.limits,
+            lookup=lookup,
+        )
+        state = transition.state
+        record = InstanceRecord(
+            instance_guid=guid,
+            tenant_id=ctx.tenant_id,
+            definition_id=stored.id,
+            process_key=process_key,
+            process_name=definition.processes[process_key].name or stored.name,
+            definition_version=stored.version,
+            status=str(state.status),
+            execution_mode=str(state.execution_mode),
+            state=state,
+            row_version=1,
+            business_key=cmd.business_key,
+            correlation_key=cmd.business_key,
+            context_type=cmd.context_type,
+            context_id=cmd.context_id,
+            started_at=now,
+            updated_at=now,
+            completed_at=state.completed_at,
+        )
+        try:
+            await uow.instances.add(record)
+        except DuplicateInstance:
+            raise DuplicateInstanceGuid(
+                f"Process instance '{guid}' already exists.", details={"instanceGuid": guid}
+            ) from None
+        await persist_side_records(uow, ctx.tenant_id, guid, transition, now)
+        await uow.commit()
+    return Reply("Process instance started successfully", instance_view(record, definition, now=now))
