@@ -1,0 +1,140 @@
+"""Connections to PostgreSQL, and the one place asyncpg's errors become flowcore's.
+
+jsonb travels as raw JSON bytes in both directions (msgspec encodes and decodes them where
+the shape is known), so no dict is ever built just to be serialised again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from handlers.ports import StorageUnavailable
+
+Row = Mapping[str, Any]
+
+_JSONB_BINARY_VERSION = b"\x01"  # jsonb's binary wire format is a version byte, then the JSON text
+
+# Driver errors after which the same command may well succeed: the server is unreachable,
+# restarting, out of connections, or chose this transaction as a serialization/deadlock victim.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, unreachable, socket missing, TimeoutError
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.exceptions.ClientCannotConnectError,
+    asyncpg.exceptions.ConnectionRejectionError,
+)
+
+
+class UniqueViolation(Exception):
+    """A unique constraint refused a row; repositories turn this into their own meaning."""
+
+    def __init__(self, constraint: str | None) -> None:
+        super().__init__(f"unique constraint {constraint!r} violated")
+        self.constraint = constraint
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise UniqueViolation(exc.constraint_name) from exc
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+    except asyncpg.InterfaceError as exc:
+        # asyncpg reports a dropped connection or a closing pool as InterfaceError; other
+        # interface errors are programming mistakes and stay as they are.
+        if "closed" in str(exc) or "closing" in str(exc):
+            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+        raise
+
+
+class Db:
+    """One connection whose calls raise flowcore's exceptions instead of the driver's."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        with translated_errors():
+            async with self.connection.transaction():
+                yield
+
+    async def execute(self, query: str, *args: object) -> str:
+        with translated_errors():
+            status: str = await self.connection.execute(query, *args)
+            return status
+
+    async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None:
+        with translated_errors():
+            await self.connection.executemany(query, args)
+
+    async def fetch(self, query: str, *args: object) -> list[Row]:
+        with translated_errors():
+            rows: list[Row] = await self.connection.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, query: str, *args: object) -> Row | None:
+        with translated_errors():
+            row: Row | None = await self.connection.fetchrow(query, *args)
+            return row
+
+    async def fetchval(self, query: str, *args: object) -> Any:
+        with translated_errors():
+            return await self.connection.fetchval(query, *args)
+
+
+@contextlib.asynccontextmanager
+async def acquired(pool: asyncpg.Pool, *, timeout: float | None = None) -> AsyncIterator[Db]:
+    """A pooled connection for a few autocommit statements."""
+    with translated_errors():
+        connection = await pool.acquire(timeout=timeout)
+    try:
+        yield Db(connection)
+    finally:
+        await pool.release(connection)
+
+
+def _encode_jsonb(value: bytes | str) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    return _JSONB_BINARY_VERSION + raw
+
+
+def _decode_jsonb(data: bytes) -> bytes:
+    return data[1:]
+
+
+async def configure_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
+    )
+
+
+async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
+    with translated_errors():
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn, min_size=min(min_size, max_size), max_size=max_size, init=configure_connection
+        )
+        return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """A single configured connection (migrations, maintenance, tests)."""
+    with translated_errors():
+        connection: asyncpg.Connection = await asyncpg.connect(dsn)
+        await configure_connection(connection)
+        return connection
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))

@@ -1,0 +1,119 @@
+"""Process instances in PostgreSQL: the state as jsonb plus the columns lists filter on."""
+
+from __future__ import annotations
+
+import builtins
+
+from domain.state import decode_state, encode_state
+from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, Page
+from infra import sql
+from infra.database import Db, Row
+from infra.jsonb import any_from_jsonb, to_jsonb
+
+
+def _record(row: Row) -> InstanceRecord:
+    return InstanceRecord(
+        instance_guid=row["instance_guid"],
+        tenant_id=row["tenant_id"],
+        definition_id=row["definition_id"],
+        process_key=row["process_key"],
+        process_name=row["process_name"],
+        definition_version=row["definition_version"],
+        status=row["status"],
+        execution_mode=row["execution_mode"],
+        state=decode_state(row["state"]),
+        row_version=row["row_version"],
+        business_key=row["business_key"],
+        context_type=row["context_type"],
+        context_id=any_from_jsonb(row["context_id"]),
+        correlation_key=row["correlation_key"],
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+class PostgresInstanceRepository:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def add(self, record: InstanceRecord) -> None:
+        # ON CONFLICT DO NOTHING keeps the transaction usable after a duplicate guid.
+        status = await self._db.execute(
+            sql.INSERT_INSTANCE,
+            record.tenant_id,
+            record.instance_guid,
+            record.definition_id,
+            record.process_key,
+            record.process_name,
+            record.definition_version,
+            record.status,
+            record.execution_mode,
+            record.business_key,
+            record.correlation_key,
+            record.context_type,
+            to_jsonb(record.context_id),
+            encode_state(record.state),
+            record.row_version,
+            record.started_at,
+            record.updated_at,
+            record.completed_at,
+        )
+        if status != "INSERT 0 1":
+            raise DuplicateInstance(record.instance_guid)
+
+    async def get(
+        self, tenant_id: str, instance_guid: str, *, for_update: bool = False
+    ) -> InstanceRecord | None:
+        query = sql.GET_INSTANCE_FOR_UPDATE if for_update else sql.GET_INSTANCE
+        row = await self._db.fetchrow(query, tenant_id, instance_guid)
+        return None if row is None else _record(row)
+
+    async def save(self, record: InstanceRecord, expected_row_version: int) -> bool:
+        status = await self._db.execute(
+            sql.SAVE_INSTANCE,
+            record.tenant_id,
+            record.instance_guid,
+            expected_row_version,
+            record.definition_id,
+            record.process_key,
+            record.process_name,
+            record.definition_version,
+            record.status,
+            record.execution_mode,
+            record.business_key,
+            record.correlation_key,
+            record.context_type,
+            to_jsonb(record.context_id),
+            encode_state(record.state),
+            record.started_at,
+            record.updated_at,
+            record.completed_at,
+        )
+        return status == "UPDATE 1"
+
+    async def list(
+        self, tenant_id: str, filt: InstanceFilter, page: Page
+    ) -> tuple[builtins.list[InstanceRecord], int]:
+        params = (
+            tenant_id,
+            filt.process_key,
+            filt.status,
+            filt.business_key,
+            filt.execution_mode,
+            filt.started_after,
+            filt.started_before,
+        )
+        total: int = await self._db.fetchval(sql.COUNT_INSTANCES, *params)
+        if total == 0 or page.offset >= total:
+            return [], total
+        rows = await self._db.fetch(sql.LIST_INSTANCES, *params, page.size, page.offset)
+        return [_record(row) for row in rows], total
+
+    async def count_active(self, tenant_id: str, definition_id: int) -> int:
+        count: int = await self._db.fetchval(sql.COUNT_LIVE_INSTANCES_OF_DEFINITION, tenant_id, definition_id)
+        return count
+
+    async def by_correlation_key(self, tenant_id: str, correlation_key: str) -> InstanceRecord | None:
+        row = await self._db.fetchrow(sql.INSTANCE_BY_CORRELATION_KEY, tenant_id, correlation_key)
+        return None if row is None else _record(row)

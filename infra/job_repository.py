@@ -1,0 +1,66 @@
+"""Turns a transition's effects into job rows, in the transaction that saves the new state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.transition import CallService, CancelJobs, Effect, ScheduleTimer
+from infra import sql
+from infra.database import Db
+from infra.jsonb import to_jsonb
+
+# A timer fires by running one engine step; a worker dying mid-step gets it claimed again.
+TIMER_MAX_ATTEMPTS = 3
+
+
+def job_kind(effect: Effect) -> str:
+    tag = effect.__struct_config__.tag
+    assert isinstance(tag, str)
+    return tag
+
+
+def idempotency_key(instance_guid: str, effect: CallService | ScheduleTimer) -> str:
+    """Stable per (instance, token, node, attempt): what a receiver de-duplicates calls on."""
+    base = f"{instance_guid}:{effect.token_id}:{effect.node_id}"
+    if isinstance(effect, CallService):
+        return f"{base}:{effect.attempt_group}"
+    return f"{base}:timer:{effect.due_at.isoformat()}"
+
+
+class PostgresJobRepository:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def enqueue(self, tenant_id: str, instance_guid: str, effects: list[Effect], now: datetime) -> None:
+        # Cancellations refer to jobs that existed before this transition, never to the ones
+        # it creates, whatever order the engine listed them in.
+        for effect in effects:
+            if isinstance(effect, CancelJobs):
+                await self._db.execute(sql.CANCEL_TOKEN_JOBS, tenant_id, instance_guid, effect.token_id, now)
+        rows: list[tuple[object, ...]] = []
+        for effect in effects:
+            match effect:
+                case CancelJobs():
+                    continue
+                case CallService():
+                    run_at, max_attempts = now, max(1, effect.retries + 1)
+                case ScheduleTimer():
+                    run_at, max_attempts = effect.due_at, TIMER_MAX_ATTEMPTS
+                case _:
+                    raise TypeError(f"no job for effect {type(effect).__name__}")
+            rows.append(
+                (
+                    tenant_id,
+                    instance_guid,
+                    effect.token_id,
+                    effect.node_id,
+                    job_kind(effect),
+                    to_jsonb(effect),
+                    max_attempts,
+                    run_at,
+                    idempotency_key(instance_guid, effect),
+                    now,
+                )
+            )
+        if rows:
+            await self._db.executemany(sql.INSERT_JOB, rows)

@@ -1,0 +1,245 @@
+"""Every SQL statement flowcore sends, with $n placeholders. Nothing else in the project writes SQL.
+
+Statements that differ only by an identifier or sort order are built here from fixed tables,
+never from caller text.
+"""
+
+from __future__ import annotations
+
+# --- migrations --------------------------------------------------------------------------
+
+# pg_advisory_lock's bigint key space; the two-int4 space used for definition versions does not
+# overlap with it.
+MIGRATION_LOCK_KEY = 0x666C6F77636F7265  # "flowcore"
+
+LOCK_MIGRATIONS = "SELECT pg_advisory_lock($1)"
+UNLOCK_MIGRATIONS = "SELECT pg_advisory_unlock($1)"
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer     PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+APPLIED_MIGRATIONS = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+
+# --- process definitions -----------------------------------------------------------------
+
+_DEFINITION_COLUMNS = """id, tenant_id, process_key, version, name, description, category, is_active,
+    bpmn_xml, processes, element_counts, metadata, created_at, updated_at"""
+
+# Serialises version assignment per (tenant, key) until the transaction ends.
+LOCK_DEFINITION_KEY = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))"
+
+INSERT_DEFINITION = f"""
+INSERT INTO process_definitions (tenant_id, process_key, version, name, description, category, is_active,
+    bpmn_xml, processes, element_counts, metadata, created_at, updated_at)
+SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11
+FROM process_definitions WHERE tenant_id = $1 AND process_key = $2
+RETURNING {_DEFINITION_COLUMNS}"""
+
+GET_DEFINITION = f"SELECT {_DEFINITION_COLUMNS} FROM process_definitions WHERE tenant_id = $1 AND id = $2"
+
+LATEST_DEFINITION = f"""
+SELECT {_DEFINITION_COLUMNS} FROM process_definitions
+WHERE tenant_id = $1 AND process_key = $2
+ORDER BY version DESC LIMIT 1"""
+
+DEFINITION_BY_VERSION = f"""
+SELECT {_DEFINITION_COLUMNS} FROM process_definitions
+WHERE tenant_id = $1 AND process_key = $2 AND version = $3"""
+
+FIND_PROCESS = f"""
+SELECT {_DEFINITION_COLUMNS} FROM process_definitions
+WHERE tenant_id = $1 AND is_active AND processes @> ARRAY[$2::text]
+ORDER BY created_at DESC, id DESC LIMIT 1"""
+
+# $2 search pattern (already escaped for LIKE), $3 category, $4 is_active, $5 process_key
+_DEFINITION_FILTER = """
+WHERE tenant_id = $1
+  AND ($2::text IS NULL OR name ILIKE $2 ESCAPE '\\' OR process_key ILIKE $2 ESCAPE '\\'
+       OR description ILIKE $2 ESCAPE '\\')
+  AND ($3::text IS NULL OR category = $3)
+  AND ($4::boolean IS NULL OR is_active = $4)
+  AND ($5::text IS NULL OR process_key = $5)"""
+
+COUNT_DEFINITIONS = f"SELECT count(*) FROM process_definitions {_DEFINITION_FILTER}"
+
+DEFINITION_SORT_COLUMNS = {
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    "name": "name",
+    "processKey": "process_key",
+    "version": "version",
+}
+
+
+def list_definitions(sort_by: str, descending: bool) -> str:
+    """A page of definitions ($6 limit, $7 offset); an unknown sort_by sorts by creation time."""
+    column = DEFINITION_SORT_COLUMNS.get(sort_by, "created_at")
+    direction = "DESC" if descending else "ASC"
+    return (
+        f"SELECT {_DEFINITION_COLUMNS} FROM process_definitions {_DEFINITION_FILTER}\n"
+        f"ORDER BY {column} {direction}, id {direction} LIMIT $6 OFFSET $7"
+    )
+
+
+UPDATE_DEFINITION_META = """
+UPDATE process_definitions
+SET name = $3, description = $4, category = $5, is_active = $6, metadata = $7, updated_at = $8
+WHERE tenant_id = $1 AND id = $2"""
+
+DELETE_DEFINITION = "DELETE FROM process_definitions WHERE tenant_id = $1 AND id = $2"
+
+# --- process instances -------------------------------------------------------------------
+
+_INSTANCE_COLUMNS = """tenant_id, instance_guid, definition_id, process_key, process_name, definition_version,
+    status, execution_mode, business_key, correlation_key, context_type, context_id, state, row_version,
+    started_at, updated_at, completed_at"""
+
+INSERT_INSTANCE = f"""
+INSERT INTO process_instances ({_INSTANCE_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+ON CONFLICT (tenant_id, instance_guid) DO NOTHING"""
+
+GET_INSTANCE = (
+    f"SELECT {_INSTANCE_COLUMNS} FROM process_instances WHERE tenant_id = $1 AND instance_guid = $2"
+)
+GET_INSTANCE_FOR_UPDATE = GET_INSTANCE + " FOR UPDATE"
+
+# Compare-and-set on row_version ($3): zero rows updated means another command won.
+SAVE_INSTANCE = """
+UPDATE process_instances
+SET definition_id = $4, process_key = $5, process_name = $6, definition_version = $7, status = $8,
+    execution_mode = $9, business_key = $10, correlation_key = $11, context_type = $12, context_id = $13,
+    state = $14, started_at = $15, updated_at = $16, completed_at = $17, row_version = $3 + 1
+WHERE tenant_id = $1 AND instance_guid = $2 AND row_version = $3"""
+
+# $2 process_key, $3 status, $4 business_key, $5 execution_mode, $6 started_after, $7 started_before
+_INSTANCE_FILTER = """
+WHERE tenant_id = $1
+  AND ($2::text IS NULL OR process_key = $2)
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::text IS NULL OR business_key = $4)
+  AND ($5::text IS NULL OR execution_mode = $5)
+  AND ($6::timestamptz IS NULL OR started_at >= $6)
+  AND ($7::timestamptz IS NULL OR started_at < $7)"""
+
+COUNT_INSTANCES = f"SELECT count(*) FROM process_instances {_INSTANCE_FILTER}"
+LIST_INSTANCES = f"""
+SELECT {_INSTANCE_COLUMNS} FROM process_instances {_INSTANCE_FILTER}
+ORDER BY started_at DESC, instance_guid DESC LIMIT $8 OFFSET $9"""
+
+COUNT_LIVE_INSTANCES_OF_DEFINITION = """
+SELECT count(*) FROM process_instances
+WHERE tenant_id = $1 AND definition_id = $2 AND status IN ('running', 'waiting', 'error')"""
+
+# Live instances first: a message is meant for the one still waiting on it.
+INSTANCE_BY_CORRELATION_KEY = f"""
+SELECT {_INSTANCE_COLUMNS} FROM process_instances
+WHERE tenant_id = $1 AND correlation_key = $2
+ORDER BY (status IN ('running', 'waiting', 'error')) DESC, started_at DESC LIMIT 1"""
+
+# --- history -----------------------------------------------------------------------------
+
+INSERT_HISTORY_EVENT = """
+INSERT INTO instance_history (tenant_id, instance_guid, seq, event_type, at, node_id, node_name, node_type,
+    token_id, actor, comment, data)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"""
+
+COUNT_HISTORY = "SELECT count(*) FROM instance_history WHERE tenant_id = $1 AND instance_guid = $2"
+PAGE_HISTORY = """
+SELECT seq, event_type, at, node_id, node_name, node_type, token_id, actor, comment, data
+FROM instance_history WHERE tenant_id = $1 AND instance_guid = $2
+ORDER BY seq DESC LIMIT $3 OFFSET $4"""
+
+# --- jobs --------------------------------------------------------------------------------
+
+_JOB_COLUMNS = """id, tenant_id, instance_guid, token_id, node_id, kind, payload, status, attempts,
+    max_attempts, run_at, lease_until, locked_by, last_error, idempotency_key, created_at, updated_at"""
+
+INSERT_JOB = """
+INSERT INTO jobs (tenant_id, instance_guid, token_id, node_id, kind, payload, max_attempts, run_at,
+    idempotency_key, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"""
+
+CANCEL_TOKEN_JOBS = """
+UPDATE jobs SET status = 'cancelled', updated_at = $4
+WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND status = 'pending'"""
+
+GET_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1"
+
+# The worker serves every tenant, so claiming is the one job query not scoped by tenant.
+# A running job whose lease ran out belongs to a worker presumed dead and is claimed again.
+# $1 now, $2 how many, $3 worker id, $4 lease seconds
+CLAIM_JOBS = """
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE (status = 'pending' AND run_at <= $1) OR (status = 'running' AND lease_until < $1)
+    ORDER BY run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_by = $3,
+    lease_until = $1 + make_interval(secs => $4), updated_at = $1
+FROM due WHERE jobs.id = due.id
+RETURNING jobs.*"""
+
+# The following only touch a job the caller still holds: after its lease ran out and another
+# worker claimed it, the late worker's write changes nothing.
+_HELD = "id = $1 AND locked_by = $2 AND status = 'running'"
+
+EXTEND_JOB_LEASE = (
+    f"UPDATE jobs SET lease_until = $3 + make_interval(secs => $4), updated_at = $3 WHERE {_HELD}"
+)
+COMPLETE_JOB = f"UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = $3 WHERE {_HELD}"
+FAIL_JOB = f"""
+UPDATE jobs SET status = 'failed', lease_until = NULL, last_error = $4, updated_at = $3 WHERE {_HELD}"""
+RESCHEDULE_JOB = f"""
+UPDATE jobs SET status = 'pending', lease_until = NULL, locked_by = NULL, run_at = $4, last_error = $5,
+    updated_at = $3
+WHERE {_HELD}"""
+
+# --- idempotency keys --------------------------------------------------------------------
+
+# $3 is the oldest creation time still honoured (now - 24 h).
+GET_IDEMPOTENT_RESPONSE = """
+SELECT request_hash, status_code, http_status, body FROM idempotency_keys
+WHERE tenant_id = $1 AND key = $2 AND created_at > $3"""
+
+# The first response stays; an expired entry under the same key is replaced.
+PUT_IDEMPOTENT_RESPONSE = """
+INSERT INTO idempotency_keys (tenant_id, key, request_hash, status_code, http_status, body, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (tenant_id, key) DO UPDATE
+SET request_hash = excluded.request_hash, status_code = excluded.status_code,
+    http_status = excluded.http_status, body = excluded.body, created_at = excluded.created_at
+WHERE idempotency_keys.created_at <= $8"""
+
+# Maintenance across tenants: entries past their lifetime are never read again.
+PRUNE_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_keys WHERE created_at <= $1"
+
+# --- databases (test fixtures and tooling) -----------------------------------------------
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_database(name: str, *, template: str | None = None) -> str:
+    suffix = f" TEMPLATE {quote_identifier(template)}" if template else ""
+    return f"CREATE DATABASE {quote_identifier(name)}{suffix}"
+
+
+def drop_database(name: str) -> str:
+    return f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)"
+
+
+# Durability is worthless for a throwaway test cluster and costs most of a test's time.
+TEST_SERVER_SETTINGS = (
+    "ALTER SYSTEM SET fsync = off",
+    "ALTER SYSTEM SET synchronous_commit = off",
+    "ALTER SYSTEM SET full_page_writes = off",
+    "SELECT pg_reload_conf()",
+)
