@@ -62,6 +62,20 @@ class IdempotencyKeyReused(EdgeError):
         super().__init__("Idempotency-Key reused with a different request.")
 
 
+class RouteNotFound(EdgeError):
+    code = "ROUTE_NOT_FOUND"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"No route {path}; commands go to POST /api/core/cmd.")
+
+
+class MethodNotAllowed(EdgeError):
+    code = "METHOD_NOT_ALLOWED"
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(f"Method {method} is not allowed on {path}.")
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
     status_code: str
@@ -91,6 +105,8 @@ TABLE: tuple[tuple[type[BaseException], Status], ...] = (
     (BodyTooLarge, Status("40", 413, "PAYLOAD_TOO_LARGE")),
     (NotServing, _UNAVAILABLE),
     (IdempotencyKeyReused, _UNPROCESSABLE),
+    (RouteNotFound, Status("40", 404, "ROUTE_NOT_FOUND")),
+    (MethodNotAllowed, Status("40", 405, "METHOD_NOT_ALLOWED")),
     (MalformedRequest, _BAD),
     (InvalidDefinition, _BAD),
     (BadCommandData, _BAD),
