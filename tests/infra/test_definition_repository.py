@@ -27,7 +27,9 @@ async def test_add_round_trips_every_field(uow_factory: PostgresUnitOfWorkFactor
     added = await add(uow_factory, new)
     async with uow_factory() as uow:
         loaded = await uow.definitions.get("acme", added.id)
-    expected = DefinitionRecord(id=added.id, version=1, updated_at=new.created_at, **msgspec.structs.asdict(new))
+    expected = DefinitionRecord(
+        id=added.id, version=1, updated_at=new.created_at, **msgspec.structs.asdict(new)
+    )
     assert added == expected
     assert loaded == expected
 
@@ -35,7 +37,13 @@ async def test_add_round_trips_every_field(uow_factory: PostgresUnitOfWorkFactor
 async def test_versions_count_per_tenant_and_key(uow_factory: PostgresUnitOfWorkFactory) -> None:
     versions = [
         (await add(uow_factory, new_definition(tenant=tenant, key=key))).version
-        for tenant, key in [("acme", "loan"), ("acme", "loan"), ("acme", "claim"), ("globex", "loan"), ("acme", "loan")]
+        for tenant, key in [
+            ("acme", "loan"),
+            ("acme", "loan"),
+            ("acme", "claim"),
+            ("globex", "loan"),
+            ("acme", "loan"),
+        ]
     ]
     assert versions == [1, 2, 1, 1, 3]
     async with uow_factory() as uow:
@@ -47,7 +55,9 @@ async def test_versions_count_per_tenant_and_key(uow_factory: PostgresUnitOfWork
     assert missing is None
 
 
-async def test_concurrent_deploys_of_one_key_get_distinct_versions(uow_factory: PostgresUnitOfWorkFactory) -> None:
+async def test_concurrent_deploys_of_one_key_get_distinct_versions(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
     records = await asyncio.gather(*(add(uow_factory, new_definition(name=f"n{i}")) for i in range(8)))
     assert sorted(r.version for r in records) == list(range(1, 9))
 
@@ -55,9 +65,13 @@ async def test_concurrent_deploys_of_one_key_get_distinct_versions(uow_factory: 
 async def test_find_process_takes_latest_active_document_holding_the_process(
     uow_factory: PostgresUnitOfWorkFactory,
 ) -> None:
-    old = await add(uow_factory, new_definition(key="bundle", processes=["billing", "shipping"], created_at=at(0)))
+    old = await add(
+        uow_factory, new_definition(key="bundle", processes=["billing", "shipping"], created_at=at(0))
+    )
     newer = await add(uow_factory, new_definition(key="billing", processes=["billing"], created_at=at(5)))
-    await add(uow_factory, new_definition(key="billing", processes=["billing"], is_active=False, created_at=at(9)))
+    await add(
+        uow_factory, new_definition(key="billing", processes=["billing"], is_active=False, created_at=at(9))
+    )
     async with uow_factory() as uow:
         billing = await uow.definitions.find_process("acme", "billing")
         shipping = await uow.definitions.find_process("acme", "shipping")
@@ -99,9 +113,13 @@ async def test_update_meta_changes_only_descriptive_fields(uow_factory: Postgres
 
 
 async def test_list_filters_sorts_and_pages(uow_factory: PostgresUnitOfWorkFactory) -> None:
-    await add(uow_factory, new_definition(key="alpha", name="Alpha 100% sure", category="finance", created_at=at(1)))
+    await add(
+        uow_factory, new_definition(key="alpha", name="Alpha 100% sure", category="finance", created_at=at(1))
+    )
     await add(uow_factory, new_definition(key="beta", name="Beta", category="finance", created_at=at(2)))
-    await add(uow_factory, new_definition(key="gamma", name="Gamma", description="about alpha", created_at=at(3)))
+    await add(
+        uow_factory, new_definition(key="gamma", name="Gamma", description="about alpha", created_at=at(3))
+    )
     await add(uow_factory, new_definition(key="delta", name="Delta", is_active=False, created_at=at(4)))
     await add(uow_factory, new_definition(key="beta", name="Beta v2", category="finance", created_at=at(5)))
 
@@ -122,8 +140,13 @@ async def test_list_filters_sorts_and_pages(uow_factory: PostgresUnitOfWorkFacto
         3,
     )
     assert await keys(DefinitionFilter(is_active=False)) == ([("delta", 1)], 1)
-    assert await keys(DefinitionFilter(process_key="beta", sort_by="version")) == ([("beta", 2), ("beta", 1)], 2)
-    assert await keys(DefinitionFilter(sort_by="processKey", sort_descending=False), Page(number=2, size=2)) == (
+    assert await keys(DefinitionFilter(process_key="beta", sort_by="version")) == (
+        [("beta", 2), ("beta", 1)],
+        2,
+    )
+    assert await keys(
+        DefinitionFilter(sort_by="processKey", sort_descending=False), Page(number=2, size=2)
+    ) == (
         [("beta", 2), ("delta", 1)],
         5,
     )

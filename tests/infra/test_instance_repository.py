@@ -18,7 +18,9 @@ async def add(uow_factory: PostgresUnitOfWorkFactory, *records: InstanceRecord) 
         await uow.commit()
 
 
-async def load(uow_factory: PostgresUnitOfWorkFactory, guid: str, tenant: str = "acme") -> InstanceRecord | None:
+async def load(
+    uow_factory: PostgresUnitOfWorkFactory, guid: str, tenant: str = "acme"
+) -> InstanceRecord | None:
     async with uow_factory() as uow:
         return await uow.instances.get(tenant, guid)
 
@@ -36,7 +38,9 @@ async def test_add_and_get_round_trip_state_and_columns(uow_factory: PostgresUni
     assert await load(uow_factory, "i-1") == record
 
 
-async def test_duplicate_guid_raises_and_keeps_the_transaction_usable(uow_factory: PostgresUnitOfWorkFactory) -> None:
+async def test_duplicate_guid_raises_and_keeps_the_transaction_usable(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
     await add(uow_factory, instance("i-1"))
     async with uow_factory() as uow:
         with pytest.raises(DuplicateInstance):
@@ -87,7 +91,9 @@ async def test_racing_saves_only_one_wins(uow_factory: PostgresUnitOfWorkFactory
         async with uow_factory() as uow:
             record = await uow.instances.get("acme", "i-1")
             assert record is not None
-            changed = msgspec.structs.replace(record, business_key=f"writer-{n}", row_version=record.row_version + 1)
+            changed = msgspec.structs.replace(
+                record, business_key=f"writer-{n}", row_version=record.row_version + 1
+            )
             await all_read.wait()  # every writer has read row version 1
             won = await uow.instances.save(changed, record.row_version)
             await uow.commit()
@@ -137,7 +143,9 @@ async def test_list_filters_and_pages_newest_first(uow_factory: PostgresUnitOfWo
     assert await guids(InstanceFilter(), Page(number=9, size=2)) == ([], 5)
 
 
-async def test_count_active_counts_live_instances_of_one_definition(uow_factory: PostgresUnitOfWorkFactory) -> None:
+async def test_count_active_counts_live_instances_of_one_definition(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
     await add(
         uow_factory,
         instance("a", definition_id=1, status="running"),
