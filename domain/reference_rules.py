@@ -12,15 +12,41 @@ from domain.builders import bpmn_local
 from domain.errors import ValidationProblem
 from domain.validation import ACTIVITY_TAGS, FLOW_NODE_TAGS, Context, label
 
-_ITEM_AWARE = frozenset({"dataObject", "dataObjectReference", "dataStoreReference", "dataInput", "dataOutput",
-                         "property", "dataStore"})
-_EVENT_DEFINITIONS = frozenset({
-    "terminateEventDefinition", "errorEventDefinition", "escalationEventDefinition", "timerEventDefinition",
-    "messageEventDefinition", "signalEventDefinition", "conditionalEventDefinition", "linkEventDefinition",
-    "compensateEventDefinition", "cancelEventDefinition",
-})
-_CALLABLE = frozenset({"process", "globalTask", "globalUserTask", "globalScriptTask", "globalManualTask",
-                       "globalBusinessRuleTask"})
+_ITEM_AWARE = frozenset(
+    {
+        "dataObject",
+        "dataObjectReference",
+        "dataStoreReference",
+        "dataInput",
+        "dataOutput",
+        "property",
+        "dataStore",
+    }
+)
+_EVENT_DEFINITIONS = frozenset(
+    {
+        "terminateEventDefinition",
+        "errorEventDefinition",
+        "escalationEventDefinition",
+        "timerEventDefinition",
+        "messageEventDefinition",
+        "signalEventDefinition",
+        "conditionalEventDefinition",
+        "linkEventDefinition",
+        "compensateEventDefinition",
+        "cancelEventDefinition",
+    }
+)
+_CALLABLE = frozenset(
+    {
+        "process",
+        "globalTask",
+        "globalUserTask",
+        "globalScriptTask",
+        "globalManualTask",
+        "globalBusinessRuleTask",
+    }
+)
 _ITEM = frozenset({"itemDefinition"})
 
 # (owner tag or "*", attribute) -> tags the referenced element may have
@@ -111,14 +137,17 @@ def check_references(ctx: Context) -> Iterator[ValidationProblem]:
                 wanted = _wanted(_ATTRIBUTE_REFS, tag, attr)
                 if wanted is None:
                     continue
-                ident = str(value).rpartition(":")[2].strip()
+                value = str(value)
+                ident = value.rpartition(":")[2].strip()
                 target = by_id.get(ident)
                 if target is None:
                     if attr not in _MAY_BE_EXTERNAL and ident:
-                        yield info.problem(f"{label(info)} has {attr}=\"{value}\", which names no element.")
+                        yield info.problem(f'{label(info)} has {attr}="{value}", which names no element.')
                 elif target.tag not in wanted:
-                    yield info.problem(f"{label(info)} has {attr}=\"{value}\", which is {label(target).lower()}, "
-                                       f"not {_describe(wanted)}.")
+                    yield info.problem(
+                        f'{label(info)} has {attr}="{value}", which is {label(target, capital=False)}, '
+                        f"not {_describe(wanted)}."
+                    )
             if tag not in _CHILD_TAGS:
                 continue
             parent = info.elem.getparent()
@@ -136,5 +165,7 @@ def check_references(ctx: Context) -> Iterator[ValidationProblem]:
                 if tag not in _MAY_NAME_VARIABLES:
                     yield where.problem(f"{label(where)} has <{tag}>{ident}</{tag}>, which names no element.")
             elif target.tag not in wanted:
-                yield where.problem(f"{label(where)} has <{tag}>{ident}</{tag}>, which is "
-                                    f"{label(target).lower()}, not {_describe(wanted)}.")
+                yield where.problem(
+                    f"{label(where)} has <{tag}>{ident}</{tag}>, which is "
+                    f"{label(target, capital=False)}, not {_describe(wanted)}."
+                )

@@ -20,34 +20,76 @@ from domain.timer_syntax import timer_problem
 CompileCheck = Callable[[str, str], "str | None"]
 
 FLOW_NODE_TAGS = frozenset(kind.value for kind in NodeKind)
-EVENT_TAGS = frozenset({"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent",
-                        "boundaryEvent"})
-GATEWAY_TAGS = frozenset({"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway",
-                          "complexGateway"})
+EVENT_TAGS = frozenset(
+    {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent"}
+)
+GATEWAY_TAGS = frozenset(
+    {"exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "complexGateway"}
+)
 ACTIVITY_TAGS = FLOW_NODE_TAGS - EVENT_TAGS - GATEWAY_TAGS
 CONTAINER_TAGS = frozenset({"process", "subProcess", "transaction", "adHocSubProcess"})
 
 # Children of a process or subprocess that the engine does not execute but that are legal.
-_PASSIVE_CHILDREN = frozenset({
-    "documentation", "extensionElements", "auditing", "monitoring", "categoryValueRef", "property",
-    "laneSet", "ioSpecification", "ioBinding", "dataObject", "dataObjectReference", "dataStoreReference",
-    "textAnnotation", "association", "group", "resourceRole", "performer", "humanPerformer",
-    "potentialOwner", "correlationSubscription", "supports", "incoming", "outgoing",
-    "standardLoopCharacteristics", "multiInstanceLoopCharacteristics", "dataInputAssociation",
-    "dataOutputAssociation", "completionCondition", "sequenceFlow", "lane",
-})
+_PASSIVE_CHILDREN = frozenset(
+    {
+        "documentation",
+        "extensionElements",
+        "auditing",
+        "monitoring",
+        "categoryValueRef",
+        "property",
+        "laneSet",
+        "ioSpecification",
+        "ioBinding",
+        "dataObject",
+        "dataObjectReference",
+        "dataStoreReference",
+        "textAnnotation",
+        "association",
+        "group",
+        "resourceRole",
+        "performer",
+        "humanPerformer",
+        "potentialOwner",
+        "correlationSubscription",
+        "supports",
+        "incoming",
+        "outgoing",
+        "standardLoopCharacteristics",
+        "multiInstanceLoopCharacteristics",
+        "dataInputAssociation",
+        "dataOutputAssociation",
+        "completionCondition",
+        "sequenceFlow",
+        "lane",
+        "supportedInterfaceRef",
+        "renderings",
+        "rendering",
+    }
+)
 
-_JS_FORMATS = frozenset({"javascript", "js", "ecmascript", "text/javascript", "application/javascript",
-                         "text/ecmascript", "application/ecmascript", "application/x-javascript"})
+_JS_FORMATS = frozenset(
+    {
+        "javascript",
+        "js",
+        "ecmascript",
+        "text/javascript",
+        "application/javascript",
+        "text/ecmascript",
+        "application/ecmascript",
+        "application/x-javascript",
+    }
+)
 
 _WORDS = re.compile(r"(?<!^)(?=[A-Z])")
 
 
-def label(info: Info) -> str:
-    """`sequenceFlow` 'Flow_3' -> "Sequence flow 'Flow_3'"."""
+def label(info: Info, *, capital: bool = True) -> str:
+    """`sequenceFlow` 'Flow_3' -> "Sequence flow 'Flow_3'" (or "sequence flow 'Flow_3'")."""
     words = _WORDS.sub(" ", info.tag).lower()
     name = f" '{info.ident}'" if info.ident else ""
-    return f"{words[:1].upper()}{words[1:]}{name}"
+    first = words[:1].upper() if capital else words[:1]
+    return f"{first}{words[1:]}{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +106,19 @@ class Context:
 Check = Callable[[Context], Iterator[ValidationProblem]]
 
 
-def validate(document: ParsedDocument, *, compile_check: CompileCheck | None = None) -> list[ValidationProblem]:
+def validate(
+    document: ParsedDocument, *, compile_check: CompileCheck | None = None
+) -> list[ValidationProblem]:
     """Every problem in the document, in check order; empty when it can be deployed."""
     # the spec rules build on this module's helpers, so they are imported when first needed
+    from domain.data_rules import DATA_CHECKS
     from domain.reference_rules import check_references
     from domain.spec_constraints import SPEC_CHECKS
 
     ctx = Context(build_index(document.root), document.definition, compile_check)
     problems: list[ValidationProblem] = []
     seen: set[tuple[str | None, str]] = set()
-    for check in (*ENGINE_CHECKS, *SPEC_CHECKS, check_references):
+    for check in (*ENGINE_CHECKS, *SPEC_CHECKS, *DATA_CHECKS, check_references):
         for problem in check(ctx):
             key = (problem.element_id, problem.message)
             if key not in seen:
@@ -90,12 +135,16 @@ def check_processes(ctx: Context) -> Iterator[ValidationProblem]:
     processes = ctx.index.tagged("process")
     where = ValidationProblem
     if not processes:
-        yield where("The document contains no process.", element_id=root.get("id"), tag="definitions",
-                    line=root.sourceline if isinstance(root.sourceline, int) else 1)
+        yield where(
+            "The document contains no process.",
+            element_id=root.get("id"),
+            tag="definitions",
+            line=root.sourceline if isinstance(root.sourceline, int) else 1,
+        )
     elif not ctx.definition.executable_processes:
         first = processes[0]
         yield first.problem(
-            f"{label(first)} is marked isExecutable=\"false\" and the document has no executable process; "
+            f'{label(first)} is marked isExecutable="false" and the document has no executable process; '
             "mark the process to run as executable."
         )
 
@@ -110,7 +159,7 @@ def check_ids(ctx: Context) -> Iterator[ValidationProblem]:
     for tag in (*FLOW_NODE_TAGS, "sequenceFlow", "process", "messageFlow"):
         for info in ctx.index.tagged(tag):
             if not info.ident:
-                yield info.problem(f"A {label(info).lower()} on line {info.line} has no id.")
+                yield info.problem(f"A {label(info, capital=False)} on line {info.line} has no id.")
 
 
 # --- sequence flows and node connections ----------------------------------------------------
@@ -147,12 +196,22 @@ def check_connections(ctx: Context) -> Iterator[ValidationProblem]:
                 continue
             kind = node.kind
             if kind is NodeKind.START_EVENT and node.incoming:
-                yield info.problem(f"{label(info)} has an incoming sequence flow; a start event cannot have one.")
+                yield info.problem(
+                    f"{label(info)} has an incoming sequence flow; a start event cannot have one."
+                )
             elif kind is NodeKind.END_EVENT and node.outgoing:
-                yield info.problem(f"{label(info)} has an outgoing sequence flow; an end event cannot have one.")
+                yield info.problem(
+                    f"{label(info)} has an outgoing sequence flow; an end event cannot have one."
+                )
             elif kind is NodeKind.BOUNDARY_EVENT:
-                yield from _boundary(ctx, info, node.attached_to, bool(node.incoming), bool(node.outgoing),
-                                     any(e.kind is EventKind.COMPENSATE for e in node.events))
+                yield from _boundary(
+                    ctx,
+                    info,
+                    node.attached_to,
+                    bool(node.incoming),
+                    bool(node.outgoing),
+                    any(e.kind is EventKind.COMPENSATE for e in node.events),
+                )
             elif info.tag in GATEWAY_TAGS and not node.outgoing:
                 yield info.problem(f"{label(info)} has no outgoing sequence flow.")
             if node.default_flow is not None:
@@ -169,22 +228,29 @@ def check_connections(ctx: Context) -> Iterator[ValidationProblem]:
                     )
 
 
-def _boundary(ctx: Context, info: Info, host: str | None, has_in: bool, has_out: bool,
-              compensation: bool) -> Iterator[ValidationProblem]:
+def _boundary(
+    ctx: Context, info: Info, host: str | None, has_in: bool, has_out: bool, compensation: bool
+) -> Iterator[ValidationProblem]:
     host_info = ctx.index.by_id.get(host) if host else None
     if host is None:
         yield info.problem(f"{label(info)} is not attached to any activity (attachedToRef is missing).")
     elif host_info is None:
         yield info.problem(f"{label(info)} is attached to '{host}', which does not exist.")
     elif host_info.tag not in ACTIVITY_TAGS:
-        yield info.problem(f"{label(info)} is attached to {label(host_info)}, which is not an activity.")
+        yield info.problem(
+            f"{label(info)} is attached to {label(host_info, capital=False)}, which is not an activity."
+        )
     elif host_info.container != info.container:
-        yield info.problem(f"{label(info)} is attached to {label(host_info)} on another process level.")
+        yield info.problem(
+            f"{label(info)} is attached to {label(host_info, capital=False)} on another process level."
+        )
     if has_in:
         yield info.problem(f"{label(info)} has an incoming sequence flow; a boundary event cannot have one.")
     if compensation and has_out:
-        yield info.problem(f"{label(info)} is a compensation boundary event and must not have outgoing "
-                           "sequence flows; connect its handler with an association.")
+        yield info.problem(
+            f"{label(info)} is a compensation boundary event and must not have outgoing "
+            "sequence flows; connect its handler with an association."
+        )
     if not compensation and not has_out:
         yield info.problem(f"{label(info)} has no outgoing sequence flow.")
 
@@ -207,9 +273,11 @@ def _reachability(ctx: Context, graph: ProcessGraph) -> Iterator[ValidationProbl
     scopes: dict[str, list[str]] = {}
     for node in graph.nodes.values():
         scopes.setdefault(node.scope or "", []).append(node.id)
-    if not graph.scope_starts.get("") and not any(
-        _instantiating(ctx, n) for n in scopes.get("", [])
-    ) and scopes.get(""):
+    if (
+        not graph.scope_starts.get("")
+        and not any(_instantiating(ctx, n) for n in scopes.get("", []))
+        and scopes.get("")
+    ):
         info = ctx.index.by_id.get(graph.id)
         if info is not None:
             yield info.problem(f"{label(info)} has no start event, so it can never be started.")
@@ -228,8 +296,10 @@ def _reachability(ctx: Context, graph: ProcessGraph) -> Iterator[ValidationProbl
                 or node.is_for_compensation
                 or scope in adhoc
                 or (not node.incoming and (not starts or _instantiating(ctx, node_id)))
-                or (node.kind is NodeKind.INTERMEDIATE_CATCH_EVENT
-                    and any(e.kind is EventKind.LINK for e in node.events))
+                or (
+                    node.kind is NodeKind.INTERMEDIATE_CATCH_EVENT
+                    and any(e.kind is EventKind.LINK for e in node.events)
+                )
             )
             if entry:
                 pending.append(node_id)
@@ -307,19 +377,23 @@ def check_event_refs(ctx: Context) -> Iterator[ValidationProblem]:
             if target is None:
                 yield owner.problem(f"{label(owner)} refers to {wanted} '{ident}', which does not exist.")
             elif target.tag != wanted:
-                yield owner.problem(f"{label(owner)} refers to '{ident}' as its {wanted}, but that is "
-                                    f"{label(target).lower()}.")
+                yield owner.problem(
+                    f"{label(owner)} refers to '{ident}' as its {wanted}, but that is "
+                    f"{label(target, capital=False)}."
+                )
     for info in ctx.index.tagged("eventDefinitionRef"):
         ident = (info.elem.text or "").rpartition(":")[2].strip()
         target = ctx.index.by_id.get(ident)
         parent = info.elem.getparent()
-        owner = ctx.index.by_id.get(parent.get("id") or "") if parent is not None else None
-        where = owner or info
+        holder = ctx.index.by_id.get(parent.get("id") or "") if parent is not None else None
+        where: Info = holder if holder is not None else info
         if target is None:
             yield where.problem(f"{label(where)} refers to event definition '{ident}', which does not exist.")
         elif not target.tag.endswith("EventDefinition"):
-            yield where.problem(f"{label(where)} refers to '{ident}' as an event definition, but that is "
-                                f"{label(target).lower()}.")
+            yield where.problem(
+                f"{label(where)} refers to '{ident}' as an event definition, but that is "
+                f"{label(target, capital=False)}."
+            )
 
 
 # --- activities -----------------------------------------------------------------------------
@@ -334,7 +408,9 @@ def check_activities(ctx: Context) -> Iterator[ValidationProblem]:
             if info is None:
                 continue
             if node.kind is NodeKind.CALL_ACTIVITY and not node.called_element:
-                yield info.problem(f"{label(info)} does not say which process to call (calledElement is empty).")
+                yield info.problem(
+                    f"{label(info)} does not say which process to call (calledElement is empty)."
+                )
             if info.tag in ACTIVITY_TAGS:
                 yield from _quantities(info)
             if node.loop is not None:
@@ -351,7 +427,7 @@ def _quantities(info: Info) -> Iterator[ValidationProblem]:
         except ValueError:
             value = 0
         if value < 1:
-            yield info.problem(f"{label(info)} has {attr}=\"{raw}\"; it must be a whole number of at least 1.")
+            yield info.problem(f'{label(info)} has {attr}="{raw}"; it must be a whole number of at least 1.')
 
 
 def _loop(info: Info) -> Iterator[ValidationProblem]:
@@ -360,16 +436,19 @@ def _loop(info: Info) -> Iterator[ValidationProblem]:
         if tag.endswith("}standardLoopCharacteristics"):
             raw = child.get("loopMaximum")
             if raw is not None and not _non_negative(raw):
-                yield info.problem(f"{label(info)} has loopMaximum=\"{raw}\"; it must be a whole number of at "
-                                   "least 0.")
+                yield info.problem(
+                    f'{label(info)} has loopMaximum="{raw}"; it must be a whole number of at least 0.'
+                )
         elif tag.endswith("}multiInstanceLoopCharacteristics"):
             for part in child:
                 part_tag = part.tag if isinstance(part.tag, str) else ""
                 if part_tag.endswith("}loopCardinality"):
                     text = (part.text or "").strip()
                     if text.lstrip("-").isdigit() and not _non_negative(text):
-                        yield info.problem(f"{label(info)} has loopCardinality {text}; a multi-instance "
-                                           "activity cannot run a negative number of times.")
+                        yield info.problem(
+                            f"{label(info)} has loopCardinality {text}; a multi-instance "
+                            "activity cannot run a negative number of times."
+                        )
 
 
 def _non_negative(raw: str) -> bool:
@@ -393,8 +472,10 @@ def check_scripts_and_conditions(ctx: Context) -> Iterator[ValidationProblem]:
             if node.kind is NodeKind.SCRIPT_TASK:
                 fmt = (node.script_format or "javascript").strip().lower()
                 if fmt not in _JS_FORMATS:
-                    yield info.problem(f"{label(info)} has scriptFormat '{node.script_format}'; flowcore runs "
-                                       "JavaScript scripts only.")
+                    yield info.problem(
+                        f"{label(info)} has scriptFormat '{node.script_format}'; flowcore runs "
+                        "JavaScript scripts only."
+                    )
                 elif node.script and ctx.compile_check is not None:
                     error = ctx.compile_check("script", node.script)
                     if error:
@@ -404,7 +485,9 @@ def check_scripts_and_conditions(ctx: Context) -> Iterator[ValidationProblem]:
                     if event.kind is EventKind.CONDITIONAL and event.code:
                         error = ctx.compile_check("condition", event.code)
                         if error:
-                            yield info.problem(f"{label(info)} has a condition that does not compile: {error}")
+                            yield info.problem(
+                                f"{label(info)} has a condition that does not compile: {error}"
+                            )
         if ctx.compile_check is None:
             continue
         for flow in graph.flows.values():
@@ -430,10 +513,15 @@ def advisories(document: ParsedDocument) -> list[ValidationProblem]:
             for flow_id in node.outgoing:
                 flow = graph.flows.get(flow_id)
                 if flow is not None and flow.condition is not None:
-                    found.append(ValidationProblem(
-                        f"Sequence flow '{flow.id}' leaves parallel gateway '{node.id}' with a condition; "
-                        "parallel gateways take every branch, so the condition is ignored.",
-                        element_id=flow.id, tag="sequenceFlow", line=flow.line))
+                    found.append(
+                        ValidationProblem(
+                            f"Sequence flow '{flow.id}' leaves parallel gateway '{node.id}' with a "
+                            "condition; parallel gateways take every branch, so the condition is ignored.",
+                            element_id=flow.id,
+                            tag="sequenceFlow",
+                            line=flow.line,
+                        )
+                    )
     return found
 
 

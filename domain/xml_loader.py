@@ -85,8 +85,7 @@ def check_bpmn_root(root: etree._Element) -> None:
     if qname.namespace != BPMN_NS or qname.localname != "definitions":
         got = f"{{{qname.namespace}}}{qname.localname}" if qname.namespace else qname.localname
         raise _refuse(
-            f"The document's root element is '{got}', not BPMN 2.0 'definitions' "
-            f"in namespace {BPMN_NS}.",
+            f"The document's root element is '{got}', not BPMN 2.0 'definitions' in namespace {BPMN_NS}.",
             _line(root),
             tag=qname.localname,
         )
