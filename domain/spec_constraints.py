@@ -294,9 +294,23 @@ def check_event_flows(ctx: Context) -> Iterator[ValidationProblem]:
                     f"{label(info)} catches compensation in normal flow; use a compensation "
                     "boundary event instead."
                 )
-    targets_found: set[tuple[str | None, str]] = set()
+    # A link pair is matched by name, or explicitly by <target>/<source> between the definitions.
+    explicit: dict[str, Info] = {}  # link definition id -> its catch event
+    for catches in links.values():
+        for catch in catches:
+            for child in catch.elem:
+                if bpmn_local(child) == "linkEventDefinition" and child.get("id"):
+                    explicit[child.get("id") or ""] = catch
+    matched: set[str] = set()
     for info, name in throws:
-        catches = links.get((info.process, name), [])
+        wanted = [
+            (t.text or "").strip()
+            for d in info.elem
+            if bpmn_local(d) == "linkEventDefinition"
+            for t in d
+            if bpmn_local(t) == "target"
+        ]
+        catches = [explicit[w] for w in wanted if w in explicit] or links.get((info.process, name), [])
         same_level = [c for c in catches if c.container == info.container]
         if not catches:
             yield info.problem(f"{label(info)} throws link '{name}', but no link catch event has that name.")
@@ -306,12 +320,12 @@ def check_event_flows(ctx: Context) -> Iterator[ValidationProblem]:
             yield info.problem(
                 f"{label(info)} throws link '{name}' to a catch event on another process level."
             )
-        targets_found.add((info.process, name))
-    for key, catches in links.items():
-        if key not in targets_found:
-            for info in catches:
+        matched.update(c.ident or "" for c in catches)
+    for (_, name), catches in links.items():
+        for info in catches:
+            if (info.ident or "") not in matched:
                 yield info.problem(
-                    f"{label(info)} catches link '{key[1]}', but no link throw event has that name."
+                    f"{label(info)} catches link '{name}', but no link throw event leads to it."
                 )
 
 
