@@ -1,0 +1,127 @@
+"""Read-only helpers for the instance state clients see (API.md "Instance state").
+
+Only what needs the graph or the token rules is here; the handlers assemble the JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from domain.graph_index import global_task_graph, index_of
+from domain.history import node_type
+from domain.model import TASK_KINDS, Definition, Node, ProcessGraph
+from domain.runner import ProcessLookup
+from domain.state import ExecutionMode, InstanceState, InstanceStatus, Token, TokenState
+from domain.tokens import JOB, MESSAGE, PAUSE, SIGNAL, TIMER, USER_TASK, is_alive, is_pending_join, kind_of
+from domain.user_actions import user_actions
+
+# Waits shown as the instance's current task(s).
+_SHOWN_WAITS = frozenset({USER_TASK, MESSAGE, SIGNAL, TIMER, JOB, PAUSE})
+
+RETRY_ACTIONS: tuple[dict[str, Any], ...] = (
+    {"action": "retry", "label": "Retry Failed Task", "command": "RetryFailedTaskCommand"},
+    {"action": "skip", "label": "Skip Failed Task", "command": "SkipFailedTaskCommand"},
+    {"action": "cancel", "label": "Cancel Instance", "command": "CancelProcessInstanceCommand"},
+)
+SUPERVISED_ACTIONS: tuple[dict[str, Any], ...] = (
+    {"action": "stepForward", "label": "Step Forward", "command": "StepForwardCommand"},
+    {"action": "stepBackward", "label": "Step Backward", "command": "StepBackwardCommand"},
+    {"action": "cancel", "label": "Cancel Instance", "command": "CancelProcessInstanceCommand"},
+)
+
+
+class WaitingTask(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    task_id: str
+    task_name: str
+    task_type: str
+    token_id: int
+    kind: str  # the token's blockedOn kind: userTask, message, signal, timer, job, supervisedPause
+    assigned_to: str | None = None
+    waiting_since: datetime | None = None
+    user_actions: list[dict[str, str]] = msgspec.field(default_factory=list)
+
+
+def _graph(definition: Definition, state: InstanceState, key: str | None,
+           lookup: ProcessLookup | None) -> ProcessGraph | None:
+    name = key or state.process_key
+    graph = definition.processes.get(name)
+    if graph is None and name in definition.global_tasks:
+        graph = global_task_graph(definition.global_tasks[name])
+    if graph is None and lookup is not None:
+        graph = lookup(name)
+    return graph
+
+
+def node_of(definition: Definition, state: InstanceState, token: Token,
+            lookup: ProcessLookup | None = None) -> Node | None:
+    graph = _graph(definition, state, token.process_key, lookup)
+    return graph.nodes.get(token.current_node_id) if graph is not None else None
+
+
+def waiting_tasks(definition: Definition, state: InstanceState,
+                  lookup: ProcessLookup | None = None) -> list[WaitingTask]:
+    """Tasks (and catch events) tokens wait at, oldest token first."""
+    found: list[WaitingTask] = []
+    for token in state.tokens:
+        kind = kind_of(token)
+        if token.state is not TokenState.ACTIVE or kind not in _SHOWN_WAITS or kind is None:
+            continue
+        node = node_of(definition, state, token, lookup)
+        graph = _graph(definition, state, token.process_key, lookup)
+        actions: list[dict[str, str]] = []
+        if node is not None and graph is not None:
+            actions = [{"action": a.action, "label": a.label} for a in user_actions(index_of(graph), node)]
+        history = token.nodes_action_states
+        arrived = history[-1].arrived_date if history else token.date_updated
+        found.append(
+            WaitingTask(
+                task_id=token.current_node_id,
+                task_name=token.current_node_name,
+                task_type=node_type(node.kind) if node is not None else "Task",
+                token_id=token.id,
+                kind=kind,
+                assigned_to=(node.assignee or node.candidate_groups or node.prop("ResponsibleTeam"))
+                if node is not None else None,
+                waiting_since=arrived,
+                user_actions=actions,
+            )
+        )
+    return found
+
+
+def current_activity(state: InstanceState) -> str | None:
+    """The node the instance stands at: the failed task, else the oldest token still moving or waiting."""
+    if state.status is InstanceStatus.ERROR and state.error is not None:
+        return state.error.task_id
+    for token in state.tokens:
+        if is_alive(token) and token.state is not TokenState.ON_HOLD and not is_pending_join(token):
+            return token.current_node_id
+    return None
+
+
+def next_actions(definition: Definition, state: InstanceState,
+                 lookup: ProcessLookup | None = None) -> list[dict[str, Any]]:
+    """What a client can do now: user actions of waiting user tasks, retry/skip/cancel in error,
+    stepping in supervised mode."""
+    if state.status is InstanceStatus.ERROR:
+        return [dict(a) for a in RETRY_ACTIONS]
+    if state.status in (InstanceStatus.COMPLETED, InstanceStatus.CANCELLED):
+        return []
+    actions: list[dict[str, Any]] = []
+    for task in waiting_tasks(definition, state, lookup):
+        for action in task.user_actions:
+            actions.append({**action, "userAction": True, "taskId": task.task_id})
+    if state.execution_mode is ExecutionMode.SUPERVISED:
+        actions.extend(dict(a) for a in SUPERVISED_ACTIONS)
+    return actions
+
+
+def total_tasks(definition: Definition, process_key: str | None = None) -> int:
+    """How many task nodes the process has (subprocess contents included)."""
+    graph = definition.processes.get(process_key or definition.main_process)
+    if graph is None:
+        return 0
+    return sum(1 for node in graph.nodes.values() if node.kind in TASK_KINDS)
