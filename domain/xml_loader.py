@@ -18,6 +18,10 @@ BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 # A str may still carry `<?xml ... encoding="..."?>`; we hand lxml UTF-8 bytes instead, so the
 # declared encoding must not be believed.
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+# A DOCTYPE in the prolog (after the declaration, comments and PIs). Checked before parsing so
+# that entity tricks are refused with that reason rather than whatever libxml2 trips on first.
+_PROLOG_DOCTYPE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*)*<!DOCTYPE", re.DOTALL)
+_DOCTYPE_MESSAGE = "The BPMN document declares a DOCTYPE; DOCTYPEs and entities are not allowed."
 
 
 def _make_parser(from_text: bool) -> etree.XMLParser:
@@ -51,6 +55,8 @@ def load_xml(xml: str | bytes) -> etree._Element:
     data = _XML_DECL.sub("", xml, count=1).encode("utf-8") if isinstance(xml, str) else bytes(xml)
     if not data.strip():
         raise _refuse("The BPMN document is empty.", 1)
+    if _PROLOG_DOCTYPE.match(data):
+        raise _refuse(_DOCTYPE_MESSAGE, 1)
     try:
         root = etree.fromstring(data, _make_parser(from_text))
     except etree.XMLSyntaxError as exc:
@@ -64,7 +70,7 @@ def load_xml(xml: str | bytes) -> etree._Element:
     # `doctype` is missing from the type stubs but present at run time
     doctype: str = getattr(docinfo, "doctype", "")
     if doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise _refuse("The BPMN document declares a DOCTYPE; DOCTYPEs and entities are not allowed.", 1)
+        raise _refuse(_DOCTYPE_MESSAGE, 1)
     _refuse_entity_references(root)
     return root
 

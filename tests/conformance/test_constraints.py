@@ -60,9 +60,8 @@ def _must_fail(path: Path) -> bool:
     test = TRACES.get(f"{path.parent.name}/{path.name}")
     if test is None:
         return False
-    return any(
-        line in ("ERROR", "ERROR_deployment") for case in test["test_cases"] for line in case["expected_trace"]
-    )
+    lines = [line for case in test["test_cases"] for line in case["expected_trace"]]
+    return any(line in ("ERROR", "ERROR_deployment") for line in lines)
 
 
 def _no_compile_check(kind: str, source: str) -> None:
