@@ -6,6 +6,7 @@ import logging
 from importlib import resources
 
 from commands.definitions import CreateProcessDefinition
+from domain.errors import DomainError
 from handlers.bus import Bus, RequestContext
 from handlers.ports import DefinitionFilter, Page
 
@@ -23,6 +24,12 @@ async def deploy_demo(bus: Bus, tenant_id: str) -> bool:
     if total:
         return False
     command = CreateProcessDefinition(bpmn_xml=loan_approval_xml(), category="Examples")
-    reply = await bus.dispatch(command, RequestContext(tenant_id=tenant_id, request_id="startup-demo"))
-    log.info("deployed the loan approval example for tenant %s: %s", tenant_id, reply.message)
+    try:
+        await bus.dispatch(command, RequestContext(tenant_id=tenant_id, request_id="startup-demo"))
+    except DomainError as exc:
+        # A demo that cannot be deployed must not keep real tenants from being served.
+        log.error("the loan approval example was refused for tenant %s: %s %s", tenant_id, exc.message,
+                  exc.details or "")
+        return False
+    log.info("deployed the loan approval example for tenant %s", tenant_id)
     return True

@@ -108,7 +108,7 @@ class CommandEndpoint:
                     body=body, execute=lambda: _execute(bus, command, ctx, cmd),
                 )
         except BodyTooLarge:
-            raise  # the body limit middleware answers and closes the connection
+            raise  # answered by the body limit middleware, which owns that refusal
         except Exception as exc:
             outcome = _failure(exc, info.request_id, info.cmd)
         return Response(outcome.body, status_code=outcome.http_status, media_type="application/json")

@@ -135,7 +135,7 @@ def create_app(
                 lifecycle.stop()
                 log.info("shutting down")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/api/core/cmd", endpoint.handle, methods=["POST"]),
             Route("/health", _health, methods=["GET"]),
@@ -149,3 +149,5 @@ def create_app(
         exception_handlers={HTTPException: _routing_error},
         lifespan=lifespan,
     )
+    app.state.lifecycle = lifecycle  # the server closes the door with it when a stop signal arrives
+    return app

