@@ -188,9 +188,37 @@ def _encode(variables: Mapping[str, Any]) -> str:
 
 def _decode(answer: str) -> Any:
     try:
-        return msgspec.json.decode(answer[1:])
+        value = msgspec.json.decode(answer[1:])
     except (msgspec.DecodeError, RecursionError, ValueError) as exc:
         raise ScriptError(f"Script result cannot be read back: {exc}") from None
+    if _LONG_DIGITS.search(answer):
+        value = _as_js_numbers(value)
+    return value
+
+
+# Every JS number is a double: one beyond 2**53 prints as its shortest digits padded with zeros,
+# which read back as a Python int is a different number. Such ints go back to being floats.
+_LONG_DIGITS: Final = re.compile(r"\d{16}")
+_EXACT: Final = 2**53
+
+
+def _as_js_numbers(value: Any) -> Any:
+    # in place and iterative: the value was just decoded, and may be nested as deep as JS allows
+    holder = [value]
+    pending: list[tuple[Any, Any]] = [(holder, 0)]
+    while pending:
+        container, key = pending.pop()
+        item = container[key]
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if abs(item) > _EXACT:
+                container[key] = float(item)
+        elif isinstance(item, list):
+            pending.extend((item, index) for index in range(len(item)))
+        elif isinstance(item, dict):
+            pending.extend((item, name) for name in item)
+    return holder[0]
 
 
 def _check_size(answer: str, json_in: str, limits: SandboxLimits) -> None:
