@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from starlette.applications import Starlette
 
 from app.cli import _parser, _with_arguments, main, migrate_only
 from app.container import PoolProbe
@@ -85,3 +88,33 @@ async def test_readiness_probe_follows_the_pool(db_dsn: str) -> None:
     assert await probe() is True
     await pool.close()
     assert await probe() is False
+
+
+def test_a_stop_signal_closes_the_door_before_uvicorn_stops(tmp_path: Path) -> None:
+    from app.cli import build_server
+    from app.lifecycle import Lifecycle, Runtime
+
+    server = build_server(Settings(database_url="postgresql://unused/none", data_dir=tmp_path, port=0))
+    app = server.config.app
+    assert isinstance(app, Starlette)
+    lifecycle: Lifecycle = app.state.lifecycle
+    lifecycle.serve(Runtime(bus=object(), ready=object()))  # type: ignore[arg-type]
+    assert lifecycle.serving
+    server.handle_exit(signal.SIGTERM, None)
+    assert not lifecycle.serving
+    assert server.should_exit
+
+
+def test_log_records_carry_the_request_id() -> None:
+    from app.logging import RequestIdFilter, request_id_var
+
+    record = logging.LogRecord("flowcore", logging.INFO, __file__, 1, "hello", None, None)
+    token = request_id_var.set("rid-42")
+    try:
+        assert RequestIdFilter().filter(record)
+    finally:
+        request_id_var.reset(token)
+    assert getattr(record, "request_id", None) == "rid-42"
+    outside = logging.LogRecord("flowcore", logging.INFO, __file__, 1, "hello", None, None)
+    RequestIdFilter().filter(outside)
+    assert getattr(outside, "request_id", None) == "-"
