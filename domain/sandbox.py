@@ -40,7 +40,6 @@ _PRELUDE: Final = r"""
   const TypeErrorC = TypeError;
   const ReferenceErrorC = ReferenceError;
   const StringC = String;
-  const unscopablesKey = Symbol.unscopables;
   // quickjs-ng builds long concatenations as ropes, which the Python binding cannot read;
   // slicing makes a flat copy. (Methods are called directly below: once the realm is frozen,
   // no user code can replace them.)
@@ -92,6 +91,12 @@ _PRELUDE: Final = r"""
     tame(E.prototype, ['name', 'message', 'constructor', 'toString']);
   }
 
+  // The variable map is a `with` scope: these names must never resolve on it. Every plain
+  // object inherits this, so the map needs no per-evaluation setup.
+  defineProperty(Object.prototype, Symbol.unscopables, {
+    value: freeze({ __proto__: null, context: true, undefined: true, NaN: true, Infinity: true }),
+  });
+
   // Freeze everything reachable from the global object, plus the intrinsics that are only
   // reachable through syntax (generator, async and iterator prototypes).
   const hidden = [
@@ -139,8 +144,7 @@ _PRELUDE: Final = r"""
   // globals on to the global object, answers `context` with the map, and claims every other
   // name: assigning one creates a variable, reading one fails with its name (or gives
   // undefined for names the source tests with `typeof`, held in `lenient`). The map's
-  // @@unscopables keeps `context` and the three global values from being shadowed.
-  const unscopables = freeze({ __proto__: null, context: true, undefined: true, NaN: true, Infinity: true });
+  // @@unscopables (see above) keeps `context` and the three global values from being shadowed.
   const makeHandler = (lenient) => freeze({
     has(t, k) {
       return typeof k === 'string' && (k === 'context' || !(k in G));
@@ -158,10 +162,6 @@ _PRELUDE: Final = r"""
       return true;
     },
   });
-  const scopeOf = (vars) => {
-    defineProperty(vars, unscopablesKey, { value: unscopables, configurable: true });
-    return vars;
-  };
 
   const notJson = (what) => new TypeErrorC(`${what} is not JSON-serialisable`);
 
@@ -175,7 +175,7 @@ _PRELUDE: Final = r"""
     }
     let r;
     try {
-      r = f(new ProxyC(vars, handler), scopeOf(vars));
+      r = f(new ProxyC(vars, handler));
     } catch (e) {
       try {
         if (e instanceof BpmnError) return 'B' + stringify([StringC(e.code), StringC(e.message)]);
@@ -281,6 +281,11 @@ def _size(n: int) -> str:
     return f"{n // _MIB} MiB" if n % _MIB == 0 else f"{n} bytes"
 
 
+# Draining the job queue costs a call into the realm (~1 µs with a time limit armed), so it
+# happens right after sources that name promise machinery, and otherwise every few calls.
+_QUEUES_JOBS = re.compile(r"async|await|Promise|then|queueMicrotask|FinalizationRegistry|import|waitAsync")
+_SWEEP_EVERY: Final = 64
+
 _TYPEOF = re.compile(r"\btypeof\s*\(?\s*([A-Za-z_$][\w$]*)")
 _LOCATION = re.compile(r":(\d+):(\d+)")
 
@@ -293,13 +298,20 @@ class _Realm:
         self.limits = limits
         self._apply(limits)
         self.compile = self.context.eval(_PRELUDE)
-        self.cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        # (mode, source) -> (compiled function, whether the source visibly queues promise jobs)
+        self.cache: OrderedDict[tuple[str, str], tuple[Any, bool]] = OrderedDict()
         self.cache_size = cache_size
+        self.calls = 0
 
     def _apply(self, limits: SandboxLimits) -> None:
         self.context.set_time_limit(limits.time_ms / 1000)
         self.context.set_memory_limit(limits.memory_bytes)
         self.context.set_max_stack_size(limits.max_stack_bytes)
+
+    def drain_jobs(self) -> None:
+        """Runs queued promise jobs; they would otherwise wait in the runtime forever."""
+        while self.context.execute_pending_job():
+            pass
 
     def use(self, limits: SandboxLimits) -> None:
         if limits is not self.limits and limits != self.limits:
@@ -324,16 +336,16 @@ class Sandbox:
         """Runs `source` on one variable map (JSON text); returns the realm's tagged answer."""
         realm = self._realm(limits)
         key = (mode, source)
-        fn = realm.cache.get(key)
-        if fn is None:
-            fn = self._compile(realm, mode, source, limits)
+        entry = realm.cache.get(key)
+        if entry is None:
+            entry = self._compile(realm, mode, source, limits)
         else:
             realm.cache.move_to_end(key)
+        fn, queues_jobs = entry
         try:
             answer = fn(json_text)
-            # promise jobs a script queued would otherwise wait in the runtime's queue forever
-            while realm.context.execute_pending_job():
-                pass
+            if queues_jobs:
+                realm.drain_jobs()
         except quickjs.JSException as exc:
             self._discard()
             raise RealmFailure(limit_message(limits, str(exc))) from None
@@ -345,7 +357,19 @@ class Sandbox:
         if answer[:1] == ERROR and ("out of memory" in answer or answer == "EUncaught null"):
             self._discard()
             raise RealmFailure(limit_message(limits, answer[1:]))
+        realm.calls += 1
+        if not queues_jobs and realm.calls % _SWEEP_EVERY == 0:
+            self._sweep(realm)
         return answer
+
+    def _sweep(self, realm: _Realm) -> None:
+        # Jobs from sources that hide their use of promises run here. They cannot reach the
+        # answer just computed (it is already a string), so a failure among them only costs
+        # the realm, never this evaluation.
+        try:
+            realm.drain_jobs()
+        except Exception:
+            self._discard()
 
     def _realm(self, limits: SandboxLimits) -> _Realm:
         realm: _Realm | None = getattr(self._local, "realm", None)
@@ -363,7 +387,7 @@ class Sandbox:
         # after a limit was hit the context may be unusable; the next call builds a fresh one
         self._local.realm = None
 
-    def _compile(self, realm: _Realm, mode: str, source: str, limits: SandboxLimits) -> Any:
+    def _compile(self, realm: _Realm, mode: str, source: str, limits: SandboxLimits) -> tuple[Any, bool]:
         head, tail = (_SCRIPT_HEAD, _SCRIPT_TAIL) if mode == SCRIPT else (_EXPR_HEAD, _EXPR_TAIL)
         wrapper = head + source + tail
         lenient = "[" + ",".join(f'"{name}"' for name in sorted(set(_TYPEOF.findall(source)))) + "]"
@@ -376,10 +400,11 @@ class Sandbox:
             raise SourceProblem(f"the source cannot be passed to the JavaScript engine ({exc})") from None
         if isinstance(answer, str):
             raise _source_problem(answer, source)
-        realm.cache[(mode, source)] = answer
+        entry = (answer, _QUEUES_JOBS.search(source) is not None)
+        realm.cache[(mode, source)] = entry
         if len(realm.cache) > realm.cache_size:
             realm.cache.popitem(last=False)
-        return answer
+        return entry
 
 
 def _source_problem(answer: str, source: str) -> Exception:
