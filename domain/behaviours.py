@@ -26,6 +26,8 @@ _PASSING_THROWS = frozenset({EventKind.NONE, EventKind.MESSAGE, EventKind.SIGNAL
 def execute(run: Run, token: Token, node: Node, *, gate: bool) -> None:
     if gate and not _pass_gate(run, token, node):
         return
+    if node.is_task and not supervision.may_run(run, token, node):
+        return
     token.status_current_node = NodeStatus.EXECUTING
     match node.kind:
         case NodeKind.START_EVENT:
@@ -73,10 +75,8 @@ def _pass_gate(run: Run, token: Token, node: Node) -> bool:
             text = f"startQuantity and completionQuantity of {gateways.label(node)} must be at least 1."
             run.fail(token, node, text)
             return False
-        if node.start_quantity > 1 and not gateways.arrive(run, token, node, gateways.JoinRule.QUANTITY):
-            return False
-        if node.is_task:
-            return supervision.may_run(run, token, node)
+        if node.start_quantity > 1:
+            return gateways.arrive(run, token, node, gateways.JoinRule.QUANTITY)
     return True
 
 
@@ -188,6 +188,7 @@ def _service_task(run: Run, token: Token, node: Node) -> None:
           BlockedOn(kind=JOB, task_id=node.id, description=f"Calling {call.method} {target}",
                     job_attempt=group, job_max_attempts=call.retries))
     run.effects.append(call)
+    supervision.note_side_effect(run, token, node, f"{call.method} {target}")
     run.history.add("ServiceCallRequested", node=node, token=token,
                     data={"endpoint": call.endpoint, "method": call.method, "attemptGroup": group})
 

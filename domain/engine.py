@@ -359,6 +359,7 @@ def retry_failed(
     run.state.error = None
     token.blocked_on = None
     touch(token, now)
+    run.released = token.id  # supervised mode: the retry is the step, no new pause before it
     run.history.add("TaskRetried", node=node, token=token, actor=actor, comment=comment,
                     data={"variablesChanged": changed})
     return _finish(run)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from domain import behaviours, gateways, results
+from domain import behaviours, gateways, results, supervision
 from domain.graph_index import GraphIndex, global_task_graph, index_of
 from domain.history import History
 from domain.model import Definition, EventKind, Flow, Node, NodeKind, ProcessGraph
@@ -58,6 +58,7 @@ class Run:
         "previous_status",
         "queue",
         "queued",
+        "released",
         "state",
         "steps",
         "table",
@@ -87,6 +88,7 @@ class Run:
         self.steps = 0
         self.previous_status = state.status
         self.attempt_groups: dict[int, int] = {}  # token id -> service attempt group for a retry
+        self.released: int | None = None  # supervised mode: the token allowed to run its task now
         self._indexes: dict[str | None, GraphIndex] = {}
 
     # -- graphs -------------------------------------------------------------------------------
@@ -111,6 +113,10 @@ class Run:
             index = index_of(graph)
             self._indexes[process_key] = index
         return index
+
+    def rebuild_table(self) -> None:
+        """After the token list was replaced wholesale (stepping back)."""
+        self.table = TokenTable(self.state.tokens)
 
     def node_of(self, token: Token) -> Node:
         return self.index_for(token.process_key).graph.nodes[token.current_node_id]
@@ -252,6 +258,7 @@ class Run:
             self.state.variables.update(changes)
         if node.is_task:
             self.state.completed_tasks.append(node.id)
+            supervision.task_done(self, token, node, success=True)
             data = {"variablesChanged": sorted(changes)}
             self.history.add("TaskCompleted", node=node, token=token, data=data)
         elif node.kind is NodeKind.SUB_PROCESS:
@@ -287,6 +294,8 @@ class Run:
         self.state.variables[results.LAST_ERROR] = {"errorCode": code, "errorMessage": message}
         data = {"errorMessage": message, "errorCode": code}
         self.history.add("TaskFailed", node=node, token=token, data=data)
+        if node.is_task:
+            supervision.task_done(self, token, node, success=False)
 
     def cancel_jobs(self, token: Token) -> None:
         if kind_of(token) in (JOB, TIMER):

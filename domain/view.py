@@ -119,6 +119,25 @@ def next_actions(definition: Definition, state: InstanceState,
     return actions
 
 
+def previous_task(state: InstanceState) -> dict[str, Any] | None:
+    """The step taken last in supervised mode, as the API reports it (`previousTask`)."""
+    if not state.snapshots:
+        return None
+    last = state.snapshots[-1]
+    return {
+        "taskId": last.task_id,
+        "taskName": last.task_name,
+        "taskType": last.task_type,
+        "executionTime": last.execution_time_ms,
+        "success": last.success,
+    }
+
+
+def position(state: InstanceState) -> int:
+    """Supervised mode: the step number of the task the instance is paused before."""
+    return len(state.snapshots) + 1
+
+
 def total_tasks(definition: Definition, process_key: str | None = None) -> int:
     """How many task nodes the process has (subprocess contents included)."""
     graph = definition.processes.get(process_key or definition.main_process)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain import engine
+from domain.model import Definition
 from domain.state import InstanceStatus, NodeStatus, TokenState
 from tests.domain.engine_support import (
     NOW,
@@ -20,7 +21,7 @@ from tests.domain.engine_support import (
 )
 
 
-def _exclusive(default: bool = True) -> object:
+def _exclusive(default: bool = True) -> Definition:
     return model(
         start(),
         gateway("exclusive", "xor", default="f_d" if default else None, name="Route"),
@@ -65,7 +66,7 @@ def test_a_failing_condition_fails_the_instance_with_the_flow_named() -> None:
     assert state.error.error_message.startswith("Condition of sequence flow 'f_a' failed:")
 
 
-def _fork_join(branches: int = 3) -> object:
+def _fork_join(branches: int = 3) -> Definition:
     parts: list[object] = [
         start(),
         gateway("parallel", "fork"),
@@ -80,7 +81,7 @@ def _fork_join(branches: int = 3) -> object:
             flow(f"b{n}", f"s{n}", "join"),
         ]
     parts.append(flow("f9", "join", "end"))
-    return model(*parts)  # type: ignore[arg-type]
+    return model(*parts)
 
 
 def test_parallel_split_and_join_token_fields() -> None:
@@ -147,7 +148,7 @@ def test_parallel_gateway_ignores_conditions() -> None:
     assert begin(definition).state.variables == {"a": 1, "b": 1}
 
 
-def _inclusive(second_branch: str) -> object:
+def _inclusive(second_branch: str) -> Definition:
     return model(
         start(),
         gateway("inclusive", "split", default="f_d"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from domain import engine
-from domain.model import ProcessGraph
+from domain.model import Definition, ProcessGraph
 from domain.state import InstanceStatus, TokenState
 from tests.domain.engine_support import (
     NOW,
@@ -116,7 +116,7 @@ def test_unknown_called_element_fails_clearly() -> None:
     assert state.error.error_message == "Call activity 'c' (Call it) calls 'Nowhere', which is not deployed."
 
 
-def _boundary_on_task(code_ref: str | None, thrown: str) -> object:
+def _boundary_on_task(code_ref: str | None, thrown: str) -> Definition:
     return document(
         error("E1", "E_ONE"),
         process(
@@ -149,7 +149,7 @@ def test_unmatched_bpmn_error_puts_the_instance_in_error() -> None:
     assert state.variables["_lastError"] == {"errorCode": "OTHER", "errorMessage": state.error.error_message}
 
 
-def _error_in_subprocess(inner_throw: str) -> object:
+def _error_in_subprocess(inner_throw: str) -> Definition:
     return document(
         error("E1", "E_ONE"),
         process(

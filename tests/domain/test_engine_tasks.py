@@ -6,6 +6,7 @@ import pytest
 
 from domain import engine
 from domain.errors import InvalidAction, InvalidStateForCommand, TaskNotWaiting
+from domain.model import Definition
 from domain.state import InstanceStatus, NodeStatus, TokenState
 from domain.transition import CallService, CancelJobs
 from tests.domain.engine_support import (
@@ -31,7 +32,7 @@ from tests.domain.engine_support import (
 ACTIONS = '[{"action": "approve", "label": "Approve Loan"}, "reject"]'
 
 
-def _approval() -> object:
+def _approval() -> Definition:
     return model(
         start(),
         user("review", props={"UserActions": ACTIONS}, name="Review", **{"camunda:assignee": "bob"}),
@@ -79,7 +80,7 @@ def test_user_task_action_must_be_one_of_the_declared_ones() -> None:
     )
 
 
-def _two_user_tasks() -> object:
+def _two_user_tasks() -> Definition:
     return model(
         start(),
         gateway("parallel", "fork"),
@@ -129,7 +130,7 @@ SERVICE_PROPS = {
 }
 
 
-def _service_model(props: dict[str, str] | None = None, boundary: bool = False) -> object:
+def _service_model(props: dict[str, str] | None = None, boundary: bool = False) -> Definition:
     parts: list[object] = [
         start(),
         service("call", props=props or SERVICE_PROPS, name="Call API"),
@@ -146,15 +147,15 @@ def _service_model(props: dict[str, str] | None = None, boundary: bool = False) 
             chain("caught", "handler", "e2", prefix="h"),
         ]
         return _with_error_decl(parts)
-    return model(*parts)  # type: ignore[arg-type]
+    return model(*parts)
 
 
-def _with_error_decl(parts: list[object]) -> object:
+def _with_error_decl(parts: list[object]) -> Definition:
     from tests.domain.engine_support import document, process
 
     decl = [p for p in parts if isinstance(p, str) and p.startswith("<error ")]
     rest = [p for p in parts if p not in decl]
-    return document(*decl, process(*rest))  # type: ignore[arg-type]
+    return document(*decl, process(*rest))
 
 
 def test_service_task_requests_a_call_and_completes_with_the_response() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from domain import engine, view
+from domain.model import Definition
 from domain.state import InstanceStatus
 from tests.domain.engine_support import NOW, Ids, begin, chain, end, gateway, model, script, start, user
 
 
-def _model() -> object:
+def _model() -> Definition:
     return model(
         start(),
         gateway("parallel", "fork"),
