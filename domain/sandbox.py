@@ -410,7 +410,7 @@ class Sandbox:
 def _source_problem(answer: str, source: str) -> Exception:
     tag, text = answer[:1], answer[1:]
     if tag == ESCAPED:
-        return SourceProblem("the code closes the block it is placed in (unbalanced braces or parentheses)")
+        return SourceProblem("The code closes the block it is placed in (unbalanced braces or parentheses)")
     if tag != SYNTAX:
         return RealmFailure(f"Script failed while compiling: {text}")
     message, _, stack = text.partition("\n")

@@ -77,7 +77,7 @@ def check_syntax(source: str, kind: str, *, limits: SandboxLimits | None = None)
     except ScriptError as exc:
         return exc.message
     except SourceProblem as problem:
-        return _syntax_error(problem).message
+        return _describe(problem)[0]
     except RealmFailure as exc:
         return exc.message
     return None
@@ -168,14 +168,18 @@ def _check_length(source: str, limits: SandboxLimits) -> None:
 
 
 def _syntax_error(problem: SourceProblem) -> ScriptError:
+    text, details = _describe(problem)
+    return ScriptError(f"Script does not compile: {text}", details=details)
+
+
+def _describe(problem: SourceProblem) -> tuple[str, dict[str, Any] | None]:
+    """The problem as a sentence with its place in the user's source, plus that place."""
     if problem.line is None:
-        return ScriptError(f"Script does not compile: {problem.message}")
+        return problem.message, None
     if problem.column is None:
-        where, details = f"at the end of line {problem.line}", {"line": problem.line}
-    else:
-        where = f"at line {problem.line}, column {problem.column}"
-        details = {"line": problem.line, "column": problem.column}
-    return ScriptError(f"Script does not compile: {problem.message} ({where})", details=details)
+        return f"{problem.message} (at the end of line {problem.line})", {"line": problem.line}
+    where = f"at line {problem.line}, column {problem.column}"
+    return f"{problem.message} ({where})", {"line": problem.line, "column": problem.column}
 
 
 def _encode(variables: Mapping[str, Any]) -> str:
