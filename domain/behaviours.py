@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from domain import gateways, results, scripting, service_calls, supervision
+from domain import gateways, results, scripting, service_calls, supervision, timers
 from domain.errors import BpmnErrorThrown, ScriptError
 from domain.model import EventKind, Node, NodeKind
 from domain.state import BlockedOn, NodeStatus, Token
-from domain.tokens import JOB, MESSAGE, SIGNAL, USER_TASK, block
+from domain.tokens import JOB, MESSAGE, SIGNAL, TIMER, USER_TASK, block
+from domain.transition import ScheduleTimer
 
 if TYPE_CHECKING:
     from domain.runner import Run
@@ -114,12 +115,31 @@ def _catch_event(run: Run, token: Token, node: Node) -> None:
         _unsupported(run, token, node)
     elif event.kind is EventKind.MESSAGE:
         _wait_for_message(run, token, node, NodeStatus.WAITING_MESSAGE_EVENT, event.code)
+    elif event.kind is EventKind.TIMER:
+        _wait_for_timer(run, token, node)
     elif event.kind is EventKind.SIGNAL:
         block(token, run.now, NodeStatus.WAITING_MESSAGE_EVENT,
               BlockedOn(kind=SIGNAL, task_id=node.id, message_name=event.code,
                         description=f"Waiting for signal '{event.code}'"))
     else:
         _unsupported(run, token, node)
+
+
+def _wait_for_timer(run: Run, token: Token, node: Node) -> None:
+    event = node.event
+    assert event is not None
+    try:
+        due = timers.due_at(event, run.now, run.state.variables)
+    except timers.TimerProblem as exc:
+        run.fail(token, node, f"Timer {gateways.label(node)}: {exc}")
+        return
+    except ScriptError as exc:
+        run.fail(token, node, f"Timer {gateways.label(node)}: {exc.message}")
+        return
+    text = f"Waiting until {due.isoformat()}"
+    blocked = BlockedOn(kind=TIMER, task_id=node.id, due_at=due, description=text)
+    block(token, run.now, NodeStatus.WAITING_TIMER_EVENT, blocked)
+    run.effects.append(ScheduleTimer(token_id=token.id, node_id=node.id, due_at=due))
 
 
 def _throw_event(run: Run, token: Token, node: Node) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "cancel",
     "complete_task",
     "fail_task",
+    "fire_timer",
     "retry_failed",
     "set_execution_mode",
     "skip_failed",
@@ -264,6 +265,27 @@ def complete_task(
                 event.actor = actor
                 break
     return _finish(run)
+
+
+def fire_timer(
+    definition: Definition,
+    state: InstanceState,
+    *,
+    token_id: int,
+    now: datetime,
+    ids: IdSource,
+    lookup: ProcessLookup | None = None,
+    limits: Limits = Limits(),
+) -> Transition:
+    """A timer catch event is due: its token moves on."""
+    _refuse_finished(state, "its timers no longer fire")
+    token = next((t for t in state.tokens if t.id == token_id), None)
+    blocked = token.blocked_on if token is not None and token.state is TokenState.ACTIVE else None
+    if blocked is None or blocked.kind != TIMER:
+        raise TaskNotWaiting(f"Token {token_id} is not waiting on a timer.")
+    if blocked.due_at is not None and now < blocked.due_at:
+        raise InvalidStateForCommand(f"The timer of token {token_id} is due at {blocked.due_at.isoformat()}.")
+    return complete_task(definition, state, now=now, ids=ids, token_id=token_id, lookup=lookup, limits=limits)
 
 
 def fail_task(

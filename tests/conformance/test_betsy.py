@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conformance.betsy_harness import Case, cases, comparable, out_of_scope, read_model, rewrite, run_case
+from tests.conformance.betsy_harness import (
+    Case,
+    cases,
+    comparable,
+    out_of_scope,
+    read_model,
+    rewrite,
+    run_case,
+)
 
 CASES = list(cases())
 
