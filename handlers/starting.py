@@ -69,17 +69,19 @@ async def _inherited(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInst
 
 def choose_start_node(definition: Definition, process_key: str, cmd: StartProcessInstance,
                       variables: dict[str, Any]) -> str | None:
-    """`startNodeId` wins; a `startCondition` selects the start event it names or whose condition holds."""
+    """`startNodeId` wins; a `startCondition` selects the start event it names (id, name or its
+    `startCondition` property), else the first whose `condition` property, a JS expression that sees
+    the variables and `startCondition`, holds."""
     if cmd.start_node_id is not None or cmd.start_condition is None:
         return cmd.start_node_id
     wanted = cmd.start_condition.strip()
     candidates = engine.start_nodes(definition, process_key)
     for node in candidates:
-        labels = {node.id, node.name, node.prop("startCondition"), node.prop("condition")}
+        labels = {node.id, node.name, node.prop("startCondition")}
         if wanted in labels:
             return node.id
     for node in candidates:
-        expression = node.prop("condition") or node.prop("startCondition")
+        expression = node.prop("condition")
         if expression and evaluate_condition(expression, {**variables, "startCondition": wanted}):
             return node.id
     raise StartNodeNotFound("Start node for process definition not found.")
