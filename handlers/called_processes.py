@@ -27,7 +27,9 @@ def _local(definition: Definition, key: str) -> bool:
     return key in definition.processes or key in definition.global_tasks
 
 
-async def preload_called_processes(uow: UnitOfWork, deps: Deps, tenant_id: str, definition: Definition) -> ProcessLookup:
+async def preload_called_processes(
+    uow: UnitOfWork, deps: Deps, tenant_id: str, definition: Definition
+) -> ProcessLookup:
     found: dict[str, ProcessGraph] = {}
     pending = [definition]
     for _ in range(MAX_DEPTH):

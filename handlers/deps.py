@@ -16,5 +16,5 @@ class Deps:
     clock: Clock
     ids: IdSource
     definitions: DefinitionCache = field(default_factory=lambda: DefinitionCache())
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     max_conflict_retries: int = 3  # lost compare-and-set races retried on fresh state

@@ -42,7 +42,9 @@ def record_from(previous: InstanceRecord, transition: Transition, now: datetime)
     )
 
 
-async def load_definition_of(uow: UnitOfWork, deps: Deps, record: InstanceRecord) -> tuple[DefinitionRecord, Definition]:
+async def load_definition_of(
+    uow: UnitOfWork, deps: Deps, record: InstanceRecord
+) -> tuple[DefinitionRecord, Definition]:
     stored = await uow.definitions.get(record.tenant_id, record.definition_id)
     if stored is None:
         # The instance outlived its definition (deleted with force): nothing can run it any more.

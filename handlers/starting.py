@@ -91,7 +91,8 @@ async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: D
     async with deps.uow() as uow:
         stored = await _find_definition(uow, ctx, cmd)
         definition = deps.definitions.get(stored)
-        process_key = cmd.process_key if cmd.process_key in definition.processes else definition.main_process
+        process_key = cmd.process_key if cmd.process_key in definition.processes else None
+        process_key = process_key or definition.main_process
         variables = {**await _inherited(uow, ctx, cmd), **_start_variables(cmd)}
         lookup = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
         now = deps.clock.now()

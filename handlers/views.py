@@ -15,16 +15,6 @@ from handlers.ports import DefinitionRecord, InstanceRecord
 # Engine bookkeeping on tokens that is not part of the token model clients read.
 _INTERNAL_TOKEN_FIELDS = ("scope", "arrivedVia", "processKey")
 
-_RETRY_ACTIONS = [
-    {"action": "retry", "label": "Retry Failed Task", "command": "RetryFailedTaskCommand"},
-    {"action": "skip", "label": "Skip Failed Task", "command": "SkipFailedTaskCommand"},
-    {"action": "cancel", "label": "Cancel Instance", "command": "CancelProcessInstanceCommand"},
-]
-_SUPERVISED_ACTIONS = [
-    {"action": "stepForward", "label": "Step Forward", "command": "StepForwardCommand"},
-    {"action": "stepBackward", "label": "Step Backward", "command": "StepBackwardCommand"},
-    {"action": "cancel", "label": "Cancel Instance", "command": "CancelProcessInstanceCommand"},
-]
 
 
 def format_duration(start: datetime | None, end: datetime | None) -> str | None:
@@ -101,7 +91,7 @@ def instance_view(record: InstanceRecord, definition: Definition, *, now: dateti
             "errorDetails": state.error.error_details,
             "occurredAt": state.error.occurred_at,
         }
-    out["nextActions"] = _next_actions(state, waiting)
+    out["nextActions"] = view.next_actions(definition, state)
     if _finished(state):
         out["summary"] = {
             "totalTasks": len(state.completed_tasks),
@@ -111,16 +101,6 @@ def instance_view(record: InstanceRecord, definition: Definition, *, now: dateti
     else:
         out.pop("completedAt")
     return out
-
-
-def _next_actions(state: InstanceState, waiting: list[view.WaitingTask]) -> list[dict[str, Any]]:
-    if state.status is InstanceStatus.ERROR:
-        return list(_RETRY_ACTIONS)
-    actions: list[dict[str, Any]] = []
-    for task in waiting:
-        for action in task.user_actions:
-            actions.append({**action, "userAction": True, "taskId": task.task_id})
-    return actions
 
 
 def instance_summary(record: InstanceRecord) -> dict[str, Any]:

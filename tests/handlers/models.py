@@ -78,7 +78,10 @@ def failing(process_id: str = "Failing") -> str:
     <bpmn:startEvent id="Start"/>
     <bpmn:sequenceFlow id="f1" sourceRef="Start" targetRef="Risky"/>
     <bpmn:scriptTask id="Risky" name="Risky Step">
-      <bpmn:script>if (!context.fixed) {{ throw new Error("credit bureau unreachable"); }} return {{ ok: true }}</bpmn:script>
+      <bpmn:script>
+        if (!context.fixed) {{ throw new Error("credit bureau unreachable"); }}
+        return {{ ok: true }}
+      </bpmn:script>
     </bpmn:scriptTask>
     <bpmn:sequenceFlow id="f2" sourceRef="Risky" targetRef="End"/>
     <bpmn:endEvent id="End"/>
