@@ -5,11 +5,13 @@ choice has a default flow), embedded subprocesses, script tasks that write varia
 tasks the test driver completes. Properties:
   * every run ends completed, with no live token and every task run as often as routed;
   * saving and restoring the state (encode/decode) between commands changes nothing;
-  * history sequence numbers are contiguous and token versions never go down.
+  * history sequence numbers are contiguous and token versions never go down;
+  * stepping through in supervised mode, with step backs in between, ends like an unsupervised run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain import engine
+from domain.errors import InvalidStateForCommand
 from domain.model import Definition
 from domain.parser import parse_definition
-from domain.state import InstanceState, InstanceStatus, decode_state, encode_state
+from domain.state import ExecutionMode, InstanceState, InstanceStatus, decode_state, encode_state
 from domain.tokens import is_alive
 from domain.view import waiting_tasks
 from tests.domain.engine_support import NOW, Ids
@@ -233,3 +236,52 @@ def test_saving_and_restoring_between_commands_changes_nothing(block: Any, pick:
     restored, restored_seqs = drive(definition, pick, restore=True)
     assert encode_state(direct) == encode_state(restored)
     assert direct_seqs == restored_seqs
+
+
+def _without_last_answer(variables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in variables.items() if k != "lastUserTaskResult"}
+
+
+def drive_supervised(definition: Definition, pick: int, backs: list[bool]) -> InstanceState:
+    """Step through every task; after some steps try a step back (refusals are part of the rules)."""
+    ids = Ids()
+    state = engine.start(
+        definition,
+        instance_guid="p",
+        variables={"pick": pick},
+        now=NOW,
+        ids=ids,
+        execution_mode=ExecutionMode.SUPERVISED,
+    ).state
+    wants_back = iter(backs)
+    for _ in range(400):
+        if state.status is not InstanceStatus.WAITING:
+            break
+        waits = waiting_tasks(definition, state)
+        paused = [w for w in waits if w.kind == "supervisedPause"]
+        if paused:
+            state = engine.step_forward(definition, state, now=NOW, ids=ids).state
+            if next(wants_back, False):
+                with contextlib.suppress(InvalidStateForCommand):
+                    state = engine.step_backward(definition, state, now=NOW, ids=ids).state
+            continue
+        done = engine.complete_task(
+            definition, state, now=NOW, ids=ids, token_id=waits[0].token_id, result={"by": waits[0].task_id}
+        )
+        state = done.state
+    return state
+
+
+@FAST
+@given(block=blocks, pick=st.integers(min_value=0, max_value=15), backs=st.lists(st.booleans(), max_size=12))
+def test_supervised_stepping_with_step_backs_ends_like_an_unsupervised_run(
+    block: Any, pick: int, backs: list[bool]
+) -> None:
+    definition = build(block)
+    direct, _ = drive(definition, pick, restore=False)
+    stepped = drive_supervised(definition, pick, backs)
+    assert stepped.status is InstanceStatus.COMPLETED, (stepped.status, stepped.error)
+    # which user task was answered last depends on the order the tasks were reached
+    assert _without_last_answer(stepped.variables) == _without_last_answer(direct.variables)
+    assert sorted(stepped.completed_tasks) == sorted(direct.completed_tasks)
+    assert not [t for t in stepped.tokens if is_alive(t)]
