@@ -8,11 +8,12 @@ from typing import Any
 from domain.model import Node, NodeKind
 from domain.state import HistoryEvent, InstanceState, Token
 
+_NODE_TYPES = {kind: kind.value[:1].upper() + kind.value[1:] for kind in NodeKind}
+
 
 def node_type(kind: NodeKind) -> str:
     """The display form clients know: `userTask` -> `UserTask`."""
-    value = kind.value
-    return value[:1].upper() + value[1:]
+    return _NODE_TYPES[kind]
 
 
 class History:

@@ -47,6 +47,7 @@ ProcessLookup = Callable[[str], ProcessGraph | None]
 class Run:
     __slots__ = (
         "_indexes",
+        "_main",
         "attempt_groups",
         "definition",
         "effects",
@@ -90,6 +91,7 @@ class Run:
         self.attempt_groups: dict[int, int] = {}  # token id -> service attempt group for a retry
         self.released: int | None = None  # supervised mode: the token allowed to run its task now
         self._indexes: dict[str | None, GraphIndex] = {}
+        self._main: GraphIndex | None = None  # the instance's own process, asked for on every step
 
     # -- graphs -------------------------------------------------------------------------------
 
@@ -105,6 +107,8 @@ class Run:
         return graph
 
     def index_for(self, process_key: str | None) -> GraphIndex:
+        if process_key is None and self._main is not None:
+            return self._main
         index = self._indexes.get(process_key)
         if index is None:
             graph = self.resolve(process_key or self.state.process_key)
@@ -112,6 +116,8 @@ class Run:
                 raise KeyError(f"Process '{process_key}' is not available to this instance.")
             index = index_of(graph)
             self._indexes[process_key] = index
+            if process_key is None:
+                self._main = index
         return index
 
     def rebuild_table(self) -> None:
