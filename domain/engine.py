@@ -111,7 +111,8 @@ def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
         value = msgspec.json.decode(msgspec.json.encode(dict(variables)))
     except (TypeError, msgspec.EncodeError) as exc:
         raise InvalidStateForCommand(f"Variables must be JSON values: {exc}") from exc
-    assert isinstance(value, dict)
+    if not isinstance(value, dict):  # pragma: no cover - a dict always encodes to an object
+        raise InvalidStateForCommand("Variables must be a JSON object.")
     return value
 
 
@@ -218,6 +219,18 @@ def _check_action(node: Node, actions: list[UserAction], action: str | None) -> 
     )
 
 
+def _submission(result: Any, action: str | None, actor: str | None) -> dict[str, Any]:
+    """A user task's result: the submitted data plus the action chosen and who chose it."""
+    submitted: dict[str, Any] = {}
+    if isinstance(result, Mapping):
+        submitted.update(result)
+    elif result is not None:
+        submitted["value"] = result
+    submitted["action"] = action
+    submitted["currentUser"] = actor
+    return submitted
+
+
 def complete_task(
     definition: Definition,
     state: InstanceState,
@@ -240,13 +253,7 @@ def complete_task(
     kind = kind_of(token)
     if kind == USER_TASK:
         _check_action(node, user_actions(run.index_for(token.process_key), node), action)
-        if isinstance(result, Mapping):
-            submitted = dict(result)
-        else:
-            submitted = {} if result is None else {"value": result}
-        submitted["action"] = action
-        submitted["currentUser"] = actor
-        value, default = _json_variables(submitted), results.DEFAULT_USER_TASK
+        value, default = _json_variables(_submission(result, action, actor)), results.DEFAULT_USER_TASK
     elif kind == JOB:
         value, default = _json_variables({"r": result})["r"], results.DEFAULT_SERVICE
     else:
