@@ -182,7 +182,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_by = $3,
-    lease_until = $1 + make_interval(secs => $4), updated_at = $1
+    lease_until = $1::timestamptz + make_interval(secs => $4), updated_at = $1
 FROM due WHERE jobs.id = due.id
 RETURNING jobs.*"""
 
@@ -191,7 +191,7 @@ RETURNING jobs.*"""
 _HELD = "id = $1 AND locked_by = $2 AND status = 'running'"
 
 EXTEND_JOB_LEASE = (
-    f"UPDATE jobs SET lease_until = $3 + make_interval(secs => $4), updated_at = $3 WHERE {_HELD}"
+    f"UPDATE jobs SET lease_until = $3::timestamptz + make_interval(secs => $4), updated_at = $3 WHERE {_HELD}"
 )
 COMPLETE_JOB = f"UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = $3 WHERE {_HELD}"
 FAIL_JOB = f"""

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from handlers.ports import StorageUnavailable, StoredResponse
+from infra.database import Db, UniqueViolation, create_pool
+from infra.unit_of_work import PostgresUnitOfWorkFactory
+from tests.infra.records import T0, new_definition
+
+
+async def test_leaving_without_commit_rolls_back(uow_factory: PostgresUnitOfWorkFactory) -> None:
+    async with uow_factory() as uow:
+        added = await uow.definitions.add(new_definition())
+        assert await uow.definitions.get("acme", added.id) == added  # visible inside its own transaction
+    async with uow_factory() as uow:
+        assert await uow.definitions.get("acme", added.id) is None
+        assert await uow.definitions.latest("acme", "loan") is None
+
+
+async def test_an_exception_rolls_back_and_propagates(uow_factory: PostgresUnitOfWorkFactory) -> None:
+    with pytest.raises(LookupError):
+        async with uow_factory() as uow:
+            await uow.history.append("acme", "i-1", [])
+            await uow.idempotency.put("acme", "k", _response(), T0)
+            raise LookupError("handler refused")
+    async with uow_factory() as uow:
+        assert await uow.idempotency.get("acme", "k", T0) is None
+
+
+async def test_commit_makes_every_repository_write_durable_together(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
+    async with uow_factory() as uow:
+        added = await uow.definitions.add(new_definition())
+        await uow.idempotency.put("acme", "k", _response(), T0)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.definitions.get("acme", added.id) == added
+        assert await uow.idempotency.get("acme", "k", T0) == _response()
+
+
+async def test_connections_go_back_to_the_pool(uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool) -> None:
+    for n in range(db_pool.get_max_size() * 3):
+        if n % 2:
+            async with uow_factory() as uow:
+                await uow.definitions.latest("acme", "loan")
+                await uow.commit()
+        else:
+            with pytest.raises(RuntimeError):
+                async with uow_factory() as uow:
+                    raise RuntimeError
+    assert db_pool.get_idle_size() == db_pool.get_size()
+
+
+async def test_a_unit_of_work_is_entered_once(uow_factory: PostgresUnitOfWorkFactory) -> None:
+    uow = uow_factory()
+    async with uow:
+        with pytest.raises(RuntimeError):
+            await uow.__aenter__()
+
+
+async def test_unreachable_server_is_storage_unavailable(tmp_path: object) -> None:
+    with pytest.raises(StorageUnavailable):
+        await create_pool(f"postgresql://postgres@/postgres?host={tmp_path}", max_size=1)
+
+
+async def test_a_dropped_connection_is_storage_unavailable_and_the_pool_recovers(
+    db_dsn: str, pg_admin: asyncpg.Connection
+) -> None:
+    pool = await create_pool(db_dsn, max_size=1)
+    try:
+        factory = PostgresUnitOfWorkFactory(pool)
+        backend_pid = await pool.fetchval("SELECT pg_backend_pid()")  # the pool's only connection
+        await pg_admin.execute("SELECT pg_terminate_backend($1)", backend_pid)
+        with pytest.raises(StorageUnavailable):
+            async with factory() as uow:
+                await uow.definitions.latest("acme", "loan")
+        async with factory() as uow:
+            assert await uow.definitions.latest("acme", "loan") is None
+    finally:
+        await pool.close()
+
+
+async def test_unique_violations_are_translated(db_pool: asyncpg.Pool) -> None:
+    insert = "INSERT INTO idempotency_keys VALUES ('acme', 'k', 'h', '00', 200, '', now())"
+    async with db_pool.acquire() as connection:
+        db = Db(connection)
+        await db.execute(insert)
+        with pytest.raises(UniqueViolation) as raised:
+            await db.execute(insert)
+    assert raised.value.constraint == "idempotency_keys_pkey"
+
+
+def _response() -> StoredResponse:
+    return StoredResponse(request_hash="h", status_code="00", http_status=200, body=b"{}")
