@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from infra.clock import SystemClock
+from infra.ids import UuidIds
+
+
+def test_clock_is_aware_utc_and_current() -> None:
+    now = SystemClock().now()
+    assert now.tzinfo is not None and now.utcoffset() == timedelta(0)
+    assert abs(now - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+def test_ids_are_distinct_uuid4() -> None:
+    ids = UuidIds()
+    made = [ids.new_id() for _ in range(100)]
+    assert len(set(made)) == 100
+    assert all(uuid.UUID(i).version == 4 for i in made)
