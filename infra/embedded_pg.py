@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol, Self
 
-from infra.pg_watchdog import is_postmaster, read_postmaster_pid, stop_postmaster
+from infra.pg_watchdog import is_live_postgres, is_postmaster, read_postmaster_pid, stop_postmaster
 
 _log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class EmbeddedPostgres:
         """Runs under the lock: whatever a previous owner left behind has no owner now."""
         pgdata = self.pgdata.resolve()
         pid = read_postmaster_pid(pgdata)
+        socket_dirs = {pgdata, *_socket_dir_of(pgdata)}
         if pid is not None:
             if is_postmaster(pid, pgdata):
                 _log.warning("stopping orphaned postmaster %s of %s (its owner was killed)", pid, pgdata)
@@ -148,6 +149,13 @@ class EmbeddedPostgres:
                     raise EmbeddedPostgresError(f"cannot stop orphaned postmaster {pid} of {pgdata}")
             # Either it was just stopped or the file is stale; a reused pid must not block start.
             (pgdata / "postmaster.pid").unlink(missing_ok=True)
+        # A killed server also leaves its socket lock naming its pid, which PostgreSQL refuses
+        # to overrule while that pid exists (an unreaped zombie does).
+        for socket_dir in socket_dirs:
+            for lock_file in socket_dir.glob(".s.PGSQL.*.lock"):
+                if not is_live_postgres(_first_line_pid(lock_file) or -1):
+                    lock_file.unlink(missing_ok=True)
+                    lock_file.with_suffix("").unlink(missing_ok=True)
         # The package's per-process handle list: pids of killed owners left there would keep it
         # from ever releasing this process's handle.
         (pgdata / ".handle_pids.json").unlink(missing_ok=True)
@@ -205,6 +213,22 @@ def _default_get_server() -> GetServer:
     return get_server
 
 
+def _socket_dir_of(pgdata: Path) -> list[Path]:
+    """The socket directory a previous server recorded in postmaster.pid (line 5), if any."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return []
+    return [Path(lines[4].strip())] if len(lines) > 4 and lines[4].strip() else []
+
+
+def _first_line_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().splitlines()[0].strip())
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _acquire_lock(path: Path, timeout: float) -> IO[bytes]:
     lock = path.open("a+b")
     deadline = time.monotonic() + timeout
@@ -229,7 +253,10 @@ def _acquire_lock(path: Path, timeout: float) -> IO[bytes]:
 def unreachable_ancestor(path: Path, uid: int, gid: int) -> Path | None:
     """The first directory above `path` that user uid/gid may not traverse, if any."""
     for parent in path.absolute().parents:
-        mode = parent.stat()
+        try:
+            mode = parent.stat()
+        except FileNotFoundError:
+            continue  # created later, by us
         if mode.st_uid == uid:
             bit = stat.S_IXUSR
         elif mode.st_gid == gid:

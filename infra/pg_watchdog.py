@@ -26,19 +26,29 @@ import psutil  # type: ignore[import-untyped]
 _POLL_SECONDS = 0.05
 
 
-def is_postmaster(pid: int, pgdata: Path) -> bool:
-    """True if pid is a live (not zombie) postgres process serving this data directory."""
+def _postgres_cmdline(pid: int) -> list[str] | None:
+    """The command line of pid if it is a live (not zombie) postgres process."""
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             # Nobody may reap it (a minimal container init), but it is gone for our purposes.
-            return False
+            return None
         cmdline: list[str] = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
+        return None
     if not cmdline or Path(cmdline[0]).name != "postgres":
-        return False
-    return str(pgdata) in cmdline
+        return None
+    return cmdline
+
+
+def is_live_postgres(pid: int) -> bool:
+    return _postgres_cmdline(pid) is not None
+
+
+def is_postmaster(pid: int, pgdata: Path) -> bool:
+    """True if pid is a live postgres process serving this data directory."""
+    cmdline = _postgres_cmdline(pid)
+    return cmdline is not None and str(pgdata) in cmdline
 
 
 def read_postmaster_pid(pgdata: Path) -> int | None:
