@@ -67,7 +67,11 @@ class EmbeddedPostgresError(RuntimeError):
 
 
 class EmbeddedPostgres:
-    """The embedded server in `data_dir/pgdata`. start() blocks (about a second; initdb on first use)."""
+    """The embedded server in `data_dir/pgdata`, owned by this process until stop() or its death.
+
+    start() and stop() block (about a second, initdb included on first use): from async code
+    call them through asyncio.to_thread. One flowcore process per data directory.
+    """
 
     def __init__(
         self,
@@ -269,8 +273,9 @@ def unreachable_ancestor(path: Path, uid: int, gid: int) -> Path | None:
 
 
 def _require_reachable_by_server_user(data_dir: Path) -> None:
-    # The package would make every parent directory world-readable to get there (root's home
-    # included); refuse instead, and say what to do.
+    # The package makes every parent directory group/world readable and searchable on its way
+    # to pgdata. Where a parent is closed on purpose (root's home) refuse instead, and say what
+    # to do; parents that are already searchable only gain the read bit.
     try:
         entry = pwd.getpwnam(SERVER_SYSTEM_USER)
         uid, gid = entry.pw_uid, entry.pw_gid

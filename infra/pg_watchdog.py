@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
     while sys.stdin.buffer.read(4096):
         pass  # the owner never writes; anything read is ignored until EOF
     stopped = stop_postmaster(pgdata, pid, timeout)
-    _log(pgdata, f"owner gone; postmaster {pid} {'stopped' if stopped else 'did NOT stop'}")
+    _log(pgdata, f"owner stopped or died; postmaster {pid} {'stopped' if stopped else 'did NOT stop'}")
     return 0 if stopped else 1
 
 

@@ -2,6 +2,7 @@
 
 - `pg_dsn` (session): DSN of the test server's maintenance database. The server is an embedded
   PostgreSQL in a temporary directory, or the one named by FLOWCORE_TEST_DATABASE_URL.
+- `pg_admin` (session): an open connection to that maintenance database (create/drop databases).
 - `pg_template` (session): a database migrated once; every test database is cloned from it.
 - `db_dsn` (function): DSN of a fresh clone of the template, dropped after the test. Use it to
   give an app its DATABASE_URL.
