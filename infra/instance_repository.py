@@ -62,9 +62,7 @@ class PostgresInstanceRepository:
         if status != "INSERT 0 1":
             raise DuplicateInstance(record.instance_guid)
 
-    async def get(
-        self, tenant_id: str, instance_guid: str, *, for_update: bool = False
-    ) -> InstanceRecord | None:
+    async def get(self, tenant_id: str, instance_guid: str, *, for_update: bool = False) -> InstanceRecord | None:
         query = sql.GET_INSTANCE_FOR_UPDATE if for_update else sql.GET_INSTANCE
         row = await self._db.fetchrow(query, tenant_id, instance_guid)
         return None if row is None else _record(row)
@@ -92,9 +90,7 @@ class PostgresInstanceRepository:
         )
         return status == "UPDATE 1"
 
-    async def list(
-        self, tenant_id: str, filt: InstanceFilter, page: Page
-    ) -> tuple[builtins.list[InstanceRecord], int]:
+    async def list(self, tenant_id: str, filt: InstanceFilter, page: Page) -> tuple[builtins.list[InstanceRecord], int]:
         params = (
             tenant_id,
             filt.process_key,

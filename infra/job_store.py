@@ -108,9 +108,7 @@ class PostgresJobStore:
 
     async def claim(self, *, worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[Job]:
         async with acquired(self._pool, timeout=self._timeout) as db:
-            return await claim_jobs(
-                db, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now
-            )
+            return await claim_jobs(db, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now)
 
     async def get(self, job_id: int) -> Job | None:
         async with acquired(self._pool, timeout=self._timeout) as db:

@@ -23,9 +23,7 @@ class SettingsError(ValueError):
     """An environment variable holds a value flowcore cannot use."""
 
 
-class ConnectorSettings(
-    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
-):
+class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
     """Where a service task's connectorKey points: a base URL and headers sent with every call."""
 
     base_url: str
@@ -97,9 +95,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     data_dir_raw = _text(env, "FLOWCORE_DATA_DIR")
     log_level = (_text(env, "FLOWCORE_LOG_LEVEL") or "INFO").upper()
     if log_level not in _LOG_LEVELS:
-        raise SettingsError(
-            f"FLOWCORE_LOG_LEVEL must be one of {', '.join(sorted(_LOG_LEVELS))}, not {log_level!r}"
-        )
+        raise SettingsError(f"FLOWCORE_LOG_LEVEL must be one of {', '.join(sorted(_LOG_LEVELS))}, not {log_level!r}")
     return Settings(
         database_url=_text(env, "DATABASE_URL"),
         host=_text(env, "FLOWCORE_HOST") or "127.0.0.1",

@@ -103,9 +103,7 @@ INSERT INTO process_instances ({_INSTANCE_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 ON CONFLICT (tenant_id, instance_guid) DO NOTHING"""
 
-GET_INSTANCE = (
-    f"SELECT {_INSTANCE_COLUMNS} FROM process_instances WHERE tenant_id = $1 AND instance_guid = $2"
-)
+GET_INSTANCE = f"SELECT {_INSTANCE_COLUMNS} FROM process_instances WHERE tenant_id = $1 AND instance_guid = $2"
 GET_INSTANCE_FOR_UPDATE = GET_INSTANCE + " FOR UPDATE"
 
 # Compare-and-set on row_version ($3): zero rows updated means another command won.

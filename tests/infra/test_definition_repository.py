@@ -27,9 +27,7 @@ async def test_add_round_trips_every_field(uow_factory: PostgresUnitOfWorkFactor
     added = await add(uow_factory, new)
     async with uow_factory() as uow:
         loaded = await uow.definitions.get("acme", added.id)
-    expected = DefinitionRecord(
-        id=added.id, version=1, updated_at=new.created_at, **msgspec.structs.asdict(new)
-    )
+    expected = DefinitionRecord(id=added.id, version=1, updated_at=new.created_at, **msgspec.structs.asdict(new))
     assert added == expected
     assert loaded == expected
 
@@ -65,13 +63,9 @@ async def test_concurrent_deploys_of_one_key_get_distinct_versions(
 async def test_find_process_takes_latest_active_document_holding_the_process(
     uow_factory: PostgresUnitOfWorkFactory,
 ) -> None:
-    old = await add(
-        uow_factory, new_definition(key="bundle", processes=["billing", "shipping"], created_at=at(0))
-    )
+    old = await add(uow_factory, new_definition(key="bundle", processes=["billing", "shipping"], created_at=at(0)))
     newer = await add(uow_factory, new_definition(key="billing", processes=["billing"], created_at=at(5)))
-    await add(
-        uow_factory, new_definition(key="billing", processes=["billing"], is_active=False, created_at=at(9))
-    )
+    await add(uow_factory, new_definition(key="billing", processes=["billing"], is_active=False, created_at=at(9)))
     async with uow_factory() as uow:
         billing = await uow.definitions.find_process("acme", "billing")
         shipping = await uow.definitions.find_process("acme", "shipping")
@@ -113,13 +107,9 @@ async def test_update_meta_changes_only_descriptive_fields(uow_factory: Postgres
 
 
 async def test_list_filters_sorts_and_pages(uow_factory: PostgresUnitOfWorkFactory) -> None:
-    await add(
-        uow_factory, new_definition(key="alpha", name="Alpha 100% sure", category="finance", created_at=at(1))
-    )
+    await add(uow_factory, new_definition(key="alpha", name="Alpha 100% sure", category="finance", created_at=at(1)))
     await add(uow_factory, new_definition(key="beta", name="Beta", category="finance", created_at=at(2)))
-    await add(
-        uow_factory, new_definition(key="gamma", name="Gamma", description="about alpha", created_at=at(3))
-    )
+    await add(uow_factory, new_definition(key="gamma", name="Gamma", description="about alpha", created_at=at(3)))
     await add(uow_factory, new_definition(key="delta", name="Delta", is_active=False, created_at=at(4)))
     await add(uow_factory, new_definition(key="beta", name="Beta v2", category="finance", created_at=at(5)))
 
@@ -144,9 +134,7 @@ async def test_list_filters_sorts_and_pages(uow_factory: PostgresUnitOfWorkFacto
         [("beta", 2), ("beta", 1)],
         2,
     )
-    assert await keys(
-        DefinitionFilter(sort_by="processKey", sort_descending=False), Page(number=2, size=2)
-    ) == (
+    assert await keys(DefinitionFilter(sort_by="processKey", sort_descending=False), Page(number=2, size=2)) == (
         [("beta", 2), ("delta", 1)],
         5,
     )

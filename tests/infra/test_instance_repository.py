@@ -18,9 +18,7 @@ async def add(uow_factory: PostgresUnitOfWorkFactory, *records: InstanceRecord) 
         await uow.commit()
 
 
-async def load(
-    uow_factory: PostgresUnitOfWorkFactory, guid: str, tenant: str = "acme"
-) -> InstanceRecord | None:
+async def load(uow_factory: PostgresUnitOfWorkFactory, guid: str, tenant: str = "acme") -> InstanceRecord | None:
     async with uow_factory() as uow:
         return await uow.instances.get(tenant, guid)
 
@@ -91,9 +89,7 @@ async def test_racing_saves_only_one_wins(uow_factory: PostgresUnitOfWorkFactory
         async with uow_factory() as uow:
             record = await uow.instances.get("acme", "i-1")
             assert record is not None
-            changed = msgspec.structs.replace(
-                record, business_key=f"writer-{n}", row_version=record.row_version + 1
-            )
+            changed = msgspec.structs.replace(record, business_key=f"writer-{n}", row_version=record.row_version + 1)
             await all_read.wait()  # every writer has read row version 1
             won = await uow.instances.save(changed, record.row_version)
             await uow.commit()
