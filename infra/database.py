@@ -30,6 +30,8 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.exceptions.ClientCannotConnectError,
     asyncpg.exceptions.ConnectionRejectionError,
+    # A backend killed mid-exchange can leave the protocol in a state it reports this way.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
