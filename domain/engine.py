@@ -355,7 +355,7 @@ def _failed_token(run: Run, doing: str) -> Token:
     if token is None or kind_of(token) != ERROR:
         token = next((t for t in state.tokens if is_alive(t) and kind_of(t) == ERROR), None)
     if token is None:
-        raise InvalidStateForCommand(f"Instance '{state.instance_guid}' has no failed task to {doing[:-2]}.")
+        raise InvalidStateForCommand(f"Instance '{state.instance_guid}' has no failed task that can be {doing}.")
     return token
 
 
@@ -434,9 +434,12 @@ def step_forward(
     actor: str | None = None,
     lookup: ProcessLookup | None = None,
     limits: Limits = Limits(),
+    stopwatch: supervision.Stopwatch | None = None,
 ) -> Transition:
+    """Run the task the chosen (else the oldest) paused token stands before; `stopwatch` (monotonic
+    milliseconds) times a task that finishes within the step."""
     run = _open(definition, state, now, ids, lookup, limits)
-    supervision.step_forward(run, token_id=token_id, actor=actor)
+    supervision.step_forward(run, token_id=token_id, actor=actor, stopwatch=stopwatch)
     return _finish(run)
 
 
