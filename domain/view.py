@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from domain import task_path
 from domain.graph_index import global_task_graph, index_of
 from domain.history import node_type
 from domain.model import TASK_KINDS, Definition, Node, ProcessGraph
@@ -105,17 +106,25 @@ def current_activity(state: InstanceState) -> str | None:
 def next_actions(definition: Definition, state: InstanceState,
                  lookup: ProcessLookup | None = None) -> list[dict[str, Any]]:
     """What a client can do now: user actions of waiting user tasks, retry/skip/cancel in error,
-    stepping in supervised mode."""
+    stepping in supervised mode (stepForward only while a task is paused before)."""
+    supervised = state.execution_mode is ExecutionMode.SUPERVISED
+    step_forward, step_backward, cancel = SUPERVISED_ACTIONS
     if state.status is InstanceStatus.ERROR:
-        return [dict(a) for a in RETRY_ACTIONS]
+        recovery = [dict(a) for a in RETRY_ACTIONS]
+        if supervised:
+            recovery.insert(len(recovery) - 1, dict(step_backward))  # undo the failed step
+        return recovery
     if state.status in (InstanceStatus.COMPLETED, InstanceStatus.CANCELLED):
         return []
     actions: list[dict[str, Any]] = []
-    for task in waiting_tasks(definition, state, lookup):
+    waiting = waiting_tasks(definition, state, lookup)
+    for task in waiting:
         for action in task.user_actions:
             actions.append({**action, "userAction": True, "taskId": task.task_id})
-    if state.execution_mode is ExecutionMode.SUPERVISED:
-        actions.extend(dict(a) for a in SUPERVISED_ACTIONS)
+    if supervised:
+        if any(task.kind == PAUSE for task in waiting):
+            actions.append(dict(step_forward))
+        actions.extend((dict(step_backward), dict(cancel)))
     return actions
 
 
@@ -133,9 +142,32 @@ def previous_task(state: InstanceState) -> dict[str, Any] | None:
     }
 
 
-def position(state: InstanceState) -> int:
-    """Supervised mode: the step number of the task the instance is paused before."""
+def position(state: InstanceState, token_id: int | None = None) -> int:
+    """Supervised mode: the step number of the task a token stands at (by default: the next step).
+
+    A task whose step is under way (a user task waiting for its signal, a service call, a failed
+    step) keeps the number of that step; a task paused before is the next step."""
+    if token_id is not None:
+        token = next((t for t in state.tokens if t.id == token_id), None)
+        if token is not None and kind_of(token) != PAUSE:
+            for snapshot in reversed(state.snapshots):
+                if snapshot.token_id == token_id:
+                    if snapshot.task_id == token.current_node_id and snapshot.success is not True:
+                        return snapshot.position
+                    break
     return len(state.snapshots) + 1
+
+
+def total_tasks_on_path(definition: Definition, state: InstanceState,
+                        lookup: ProcessLookup | None = None) -> int:
+    """Supervised `totalTasks`: steps taken so far plus the tasks on the path ahead (see task_path)."""
+    return task_path.total_on_path(definition, state, lookup)
+
+
+def progress(current: int, total: int) -> dict[str, Any]:
+    """`progress` of the supervised view; percentage rounded to 2 decimals."""
+    percentage = round(100.0 * current / total, 2) if total > 0 else 0.0
+    return {"current": current, "total": total, "percentage": percentage}
 
 
 def total_tasks(definition: Definition, process_key: str | None = None) -> int:

@@ -52,9 +52,15 @@ async def load_definition_of(
     return stored, deps.definitions.get(stored)
 
 
-async def apply_step(deps: Deps, ctx: RequestContext, instance_guid: str, step: Step) -> Applied:
-    """Run `step` on fresh state; a lost compare-and-set retries on the state that won."""
-    for _ in range(deps.max_conflict_retries + 1):
+async def apply_step(
+    deps: Deps, ctx: RequestContext, instance_guid: str, step: Step, *, retry_on_conflict: bool = True
+) -> Applied:
+    """Run `step` on fresh state; a lost compare-and-set retries on the state that won.
+
+    Without `retry_on_conflict` a lost race is answered with VersionConflict at once: a supervised
+    step run again on the winner's state would be a second step the operator never asked for."""
+    attempts = deps.max_conflict_retries + 1 if retry_on_conflict else 1
+    for _ in range(attempts):
         async with deps.uow() as uow:
             record = await uow.instances.get(ctx.tenant_id, instance_guid)
             if record is None:
@@ -69,6 +75,12 @@ async def apply_step(deps: Deps, ctx: RequestContext, instance_guid: str, step: 
             await persist_side_records(uow, ctx.tenant_id, instance_guid, transition, now)
             await uow.commit()
             return Applied(updated, definition, transition)
+    if not retry_on_conflict:
+        raise VersionConflict(
+            f"Process instance '{instance_guid}' was changed by another command meanwhile; this command "
+            "was not carried out. Read the new state before sending it again.",
+            details={"instanceGuid": instance_guid},
+        )
     raise VersionConflict(
         f"Process instance '{instance_guid}' was changed by another command; try again.",
         details={"instanceGuid": instance_guid},

@@ -19,11 +19,14 @@ from commands.instances import (
     GetProcessInstanceList,
     GetProcessInstanceState,
     RetryFailedTask,
+    SetExecutionMode,
     SignalProcessInstance,
     SkipFailedTask,
     StartProcessInstance,
+    StepBackward,
+    StepForward,
 )
-from handlers import definitions, instances, starting
+from handlers import definitions, instances, starting, supervised
 from handlers.bus import Handler
 
 HANDLERS: Mapping[type[Command], Handler] = MappingProxyType(
@@ -41,5 +44,8 @@ HANDLERS: Mapping[type[Command], Handler] = MappingProxyType(
         CancelProcessInstance: instances.cancel_instance,
         RetryFailedTask: instances.retry_failed_task,
         SkipFailedTask: instances.skip_failed_task,
+        StepForward: supervised.step_forward,
+        StepBackward: supervised.step_backward,
+        SetExecutionMode: supervised.set_execution_mode,
     }
 )

@@ -9,7 +9,7 @@ import msgspec
 
 from domain import view
 from domain.model import Definition
-from domain.state import InstanceState, InstanceStatus, Token
+from domain.state import ExecutionMode, InstanceState, InstanceStatus, Token
 from handlers.ports import DefinitionRecord, InstanceRecord
 
 # Engine bookkeeping on tokens that is not part of the token model clients read.
@@ -41,9 +41,15 @@ def _finished(state: InstanceState) -> bool:
     return state.status in (InstanceStatus.COMPLETED, InstanceStatus.CANCELLED)
 
 
-def instance_view(record: InstanceRecord, definition: Definition, *, now: datetime) -> dict[str, Any]:
+def instance_view(
+    record: InstanceRecord, definition: Definition, *, now: datetime, focus_token: int | None = None
+) -> dict[str, Any]:
+    """The instance state; `currentTask` is the oldest waiting task, or the one `focus_token` waits at."""
     state = record.state
     waiting = view.waiting_tasks(definition, state)
+    focused = [w for w in waiting if w.token_id == focus_token]
+    if focused:
+        waiting = focused + [w for w in waiting if w.token_id != focus_token]
     current = view.current_activity(state)
     out: dict[str, Any] = {
         "instanceGuid": record.instance_guid,
@@ -92,6 +98,8 @@ def instance_view(record: InstanceRecord, definition: Definition, *, now: dateti
             "occurredAt": state.error.occurred_at,
         }
     out["nextActions"] = view.next_actions(definition, state)
+    if state.execution_mode is ExecutionMode.SUPERVISED:
+        _add_supervision(out, definition, state, waiting[0] if waiting else None)
     if _finished(state):
         out["summary"] = {
             "totalTasks": len(state.completed_tasks),
@@ -101,6 +109,29 @@ def instance_view(record: InstanceRecord, definition: Definition, *, now: dateti
     else:
         out.pop("completedAt")
     return out
+
+
+def _add_supervision(
+    out: dict[str, Any], definition: Definition, state: InstanceState, current: view.WaitingTask | None
+) -> None:
+    """Supervised mode: where the instance stands among its steps (`position`, `totalTasks`,
+    `progress`) and how the last step went (`previousTask`)."""
+    if _finished(state):
+        position = total = len(state.snapshots)
+    else:
+        total = view.total_tasks_on_path(definition, state)
+        error = state.error if state.status is InstanceStatus.ERROR else None
+        token_id = current.token_id if current is not None else error.token_id if error is not None else None
+        position = view.position(state, token_id)
+        total = max(total, position)  # a failure off the task path (a gateway) still stands somewhere
+    task = out.get("currentTask")
+    if task is not None:
+        task["position"] = position
+        task["totalTasks"] = total
+    out["progress"] = view.progress(position, total)
+    previous = view.previous_task(state)
+    if previous is not None:
+        out["previousTask"] = previous
 
 
 def instance_summary(record: InstanceRecord) -> dict[str, Any]:
