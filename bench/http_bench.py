@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import http.client
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from bench.engine_bench import sequence_model
-from bench.load import LoadResult, drive, wrk_path
+from bench.load import LoadResult, die_with_parent, drive, wrk_path
 from infra import sql
 from infra.database import Db, connect, dsn_with_database
 from infra.embedded_pg import EmbeddedPostgres
@@ -79,13 +79,6 @@ class BenchError(RuntimeError):
 # --- processes ------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the benchmark itself is killed (Linux)."""
-    with contextlib.suppress(Exception):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -113,7 +106,7 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 self.command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C reaches the benchmark only, which stops this in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def wait_ready(self, path: str, timeout: float = 90.0) -> None:
@@ -248,9 +241,64 @@ async def _stored_instance(dsn: str, guid: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds (user + system) used so far by each party of a measurement."""
+
+    server: float
+    database: float | None  # None when the database server is not ours to look at
+    client: float
+
+    def minus(self, earlier: CpuTimes) -> CpuTimes:
+        database = None if self.database is None or earlier.database is None else self.database - earlier.database
+        return CpuTimes(self.server - earlier.server, database, self.client - earlier.client)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: [state, ppid, ...]; empty when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def process_cpu(pid: int) -> float:
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else 0.0
+
+
+def _children(ppid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                fields = _stat_fields(int(entry.name))
+                if fields and fields[1] == str(ppid):
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_times(server_pid: int, postmaster_pid: int | None) -> CpuTimes:
+    """The server process, PostgreSQL (postmaster and its backends, when embedded), and the load
+    generator (a finished child: wrk or bench.load)."""
+    database = None
+    if postmaster_pid is not None:
+        database = sum(process_cpu(pid) for pid in [postmaster_pid, *_children(postmaster_pid)])
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return CpuTimes(process_cpu(server_pid), database, children.ru_utime + children.ru_stime)
+
+
+@dataclass(frozen=True)
 class Row:
     scenario: str
     result: LoadResult
+    cpu: CpuTimes  # used during the measured window
+
+    def per_request_ms(self, seconds: float | None) -> str:
+        answers = self.result.ok + self.result.errors
+        return "-" if seconds is None or not answers else f"{seconds / answers * 1000:.2f}"
 
 
 def _scratch_root() -> str | None:
@@ -269,11 +317,21 @@ def _machine() -> str:
     return f"{usable} cores ({model}), Python {platform.python_version()}"
 
 
+# uvicorn re-raises the stop signal once it has shut down; a Python handler for it turns that
+# into a normal exit, so cProfile still writes its file.
+_PROFILED_SERVE = """
+import cProfile, signal, sys
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+from app.cli import main
+cProfile.run("main(sys.argv[2:])", sys.argv[1])
+"""
+
+
 def _flowcore_command(port: int, profile_path: Path | None) -> list[str]:
-    serve = ["app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
     if profile_path is None:
-        return [sys.executable, "-m", *serve]
-    return [sys.executable, "-m", "cProfile", "-o", str(profile_path), "-m", *serve]
+        return [sys.executable, "-m", "app.cli", *serve]
+    return [sys.executable, "-c", _PROFILED_SERVE, str(profile_path), *serve]
 
 
 def _print_profile(path: Path, limit: int = 30) -> None:
@@ -291,10 +349,11 @@ def _print_profile(path: Path, limit: int = 30) -> None:
 
 
 def _format_table(rows: list[Row]) -> str:
-    header = ("scenario", "req/s", "p50 ms", "p99 ms", "errors")
+    header = ("scenario", "req/s", "p50 ms", "p99 ms", "errors", "server CPU", "CPU ms/req: server", "db", "client")
     cells = [header] + [
         (row.scenario, f"{row.result.per_second:.0f}", f"{row.result.p50_ms:.1f}", f"{row.result.p99_ms:.1f}",
-         str(row.result.errors))
+         str(row.result.errors), f"{row.cpu.server / row.result.seconds:.0%}", row.per_request_ms(row.cpu.server),
+         row.per_request_ms(row.cpu.database), row.per_request_ms(row.cpu.client))
         for row in rows
     ]
     widths = [max(len(cell[i]) for cell in cells) for i in range(len(header))]
@@ -317,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="flowcore-http-bench-"))
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
 
+        postmaster_pid: int | None = None
         if args.database_url:
             admin_dsn = args.database_url
         else:
@@ -326,6 +386,7 @@ def run(args: argparse.Namespace) -> int:
             postgres = EmbeddedPostgres(pg_dir)
             stack.callback(postgres.stop)
             admin_dsn = postgres.start()
+            postmaster_pid = postgres.postmaster_pid
         stack.callback(lambda: asyncio.run(_admin(admin_dsn, [sql.drop_database(n) for n in names])))
         database = asyncio.run(_create_databases(admin_dsn, names, tune_cluster=not args.database_url))
         flowcore_dsn, bare_dsn = (dsn_with_database(admin_dsn, n) for n in names)
@@ -383,12 +444,17 @@ def run(args: argparse.Namespace) -> int:
         for round_number in range(1, args.rounds + 1):
             for name, server in servers:
                 print(f"driving {name} (round {round_number}) ...", flush=True)
-                result = drive(
-                    f"{server.base_url}/api/core/cmd", START_BODY, HEADERS, connections=args.connections,
-                    warmup=args.warmup, seconds=args.seconds, generator=generator,
-                )
+                url = f"{server.base_url}/api/core/cmd"
+                if args.warmup > 0:
+                    drive(url, START_BODY, HEADERS, connections=args.connections, warmup=0, seconds=args.warmup,
+                          generator=generator)
+                assert server.process is not None
+                before = cpu_times(server.process.pid, postmaster_pid)
+                result = drive(url, START_BODY, HEADERS, connections=args.connections, warmup=0,
+                               seconds=args.seconds, generator=generator)
+                used = cpu_times(server.process.pid, postmaster_pid).minus(before)
                 label = name if args.rounds == 1 else f"{name} #{round_number}"
-                rows.append(Row(label, result))
+                rows.append(Row(label, result, used))
 
         flowcore.stop()  # a profiled server writes its profile as it exits
         print(f"\ngenerator: {rows[0].result.generator}; latency over {rows[0].result.latency_of}")

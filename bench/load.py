@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,13 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 def successful(status: int, body: bytes) -> bool:
     return status == 200 and all(marker in body for marker in _OK_MARKERS)
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: get SIGTERM when the benchmark itself dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(Exception):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 # --- the Python generator ---------------------------------------------------------------------
@@ -240,7 +249,8 @@ def _run_wrk(wrk: str, script: Path, url: str, connections: int, seconds: float)
     # leaves the cores the client shares with the servers to them.
     command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
                url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False,
+                          preexec_fn=die_with_parent)
     for line in done.stdout.splitlines():
         if line.startswith(_RESULT_PREFIX):
             return msgspec.json.decode(line.removeprefix(_RESULT_PREFIX), type=_WrkRaw)
@@ -270,7 +280,7 @@ def drive_with_python(url: str, body: bytes, headers: list[tuple[str, str]], *, 
     command += [arg for name, value in headers for arg in ("--header", f"{name}: {value}")]
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(root)})
+                               env={**os.environ, "PYTHONPATH": str(root)}, preexec_fn=die_with_parent)
     try:
         out, err = process.communicate(timeout=warmup + seconds + 60)
     finally:
