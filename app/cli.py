@@ -1,4 +1,4 @@
-"""`flowcore serve` and `flowcore migrate`."""
+"""`flowcore serve`, `flowcore worker` and `flowcore migrate`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from types import FrameType
 
 import uvicorn
 
-from app.container import start_database
+from app.container import build_container, open_storage, start_database
 from app.factory import create_app
 from app.logging import configure_logging
 from infra.database import Db, connect
@@ -84,6 +85,23 @@ async def migrate_only(settings: Settings) -> list[int]:
     return applied
 
 
+async def work(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """The job worker pool alone, without the HTTP server, until SIGTERM/SIGINT (or `stop`)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with AsyncExitStack() as stack:
+            await open_storage(build_container(settings), settings, stack)
+            log.info("worker ready")
+            await stop.wait()
+            log.info("worker shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowcore", description="flowcore BPMN engine")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port to bind (default 8080)")
     serve_cmd.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data (FLOWCORE_DATA_DIR)")
+    worker_cmd = commands.add_parser("worker", help="run only the job workers (service calls, timers)")
+    worker_cmd.add_argument("--workers", type=int, help="jobs performed at once (FLOWCORE_WORKERS, default 4)")
+    worker_cmd.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data (FLOWCORE_DATA_DIR)")
     migrate_cmd = commands.add_parser("migrate", help="apply database migrations and exit")
     migrate_cmd.add_argument("--data-dir", type=Path, help="embedded PostgreSQL data (FLOWCORE_DATA_DIR)")
     return parser
@@ -121,6 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if args.command == "serve":
         return serve(settings)
+    if args.command == "worker":
+        workers: int | None = getattr(args, "workers", None)
+        if workers is not None and workers < 1:
+            parser.error("--workers must be at least 1")
+        settings = dataclasses.replace(settings, workers=workers or max(settings.workers, 1))
+        try:
+            asyncio.run(work(settings))
+        except Exception:
+            log.exception("worker failed")
+            return 1
+        return 0
     try:
         asyncio.run(migrate_only(settings))
     except Exception:

@@ -1,7 +1,8 @@
 """The composition root: the one punq container, and the storage the lifespan opens into it.
 
 Plain objects (settings, clock, ids) are registered when the container is built. Async
-resources (the embedded server, the pool) only exist inside the lifespan: `open_storage`
+resources (the embedded server, the pool, the HTTP client, the job workers) only exist inside
+the lifespan: `open_storage`
 creates them, registers them as instances, and pushes their shutdown onto the lifespan's
 exit stack so they close in reverse order. Handlers never see the container.
 """
@@ -13,6 +14,7 @@ import logging
 from contextlib import AsyncExitStack
 
 import asyncpg
+import httpx
 import punq
 
 from app.lifecycle import ReadinessProbe
@@ -24,10 +26,13 @@ from handlers.ports import Clock, StorageUnavailable, UnitOfWorkFactory
 from infra.clock import SystemClock
 from infra.database import Db, create_pool
 from infra.embedded_pg import EmbeddedPostgres
+from infra.http_caller import HttpCaller, new_client
 from infra.ids import UuidIds
+from infra.job_store import PostgresJobStore
 from infra.migrate import migrate
 from infra.settings import Settings, mask_dsn
 from infra.unit_of_work import PostgresUnitOfWorkFactory
+from infra.worker import JobWorker, config_from
 
 log = logging.getLogger("flowcore")
 
@@ -94,3 +99,21 @@ async def open_storage(container: punq.Container, settings: Settings, stack: Asy
     )
     container.register(Deps, instance=deps)
     container.register(Bus, instance=Bus(HANDLERS, deps))
+    if settings.workers > 0:
+        start_job_workers(container, settings, stack)
+
+
+def start_job_workers(container: punq.Container, settings: Settings, stack: AsyncExitStack) -> JobWorker:
+    """The HTTP client and the worker pool; on exit the pool stops first (its jobs handed back),
+    then the client closes, and only then the database pool registered before them."""
+    client = new_client()
+    stack.push_async_callback(client.aclose)
+    caller = HttpCaller(client, settings.connectors)
+    container.register(httpx.AsyncClient, instance=client)
+    container.register(HttpCaller, instance=caller)
+    store = PostgresJobStore(container.resolve(asyncpg.Pool))
+    worker = JobWorker(container.resolve(Deps), store, caller, config_from(settings))
+    worker.start()
+    stack.push_async_callback(worker.stop)
+    container.register(JobWorker, instance=worker)
+    return worker

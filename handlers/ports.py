@@ -142,6 +142,26 @@ class HistoryRepository(Protocol):
 class JobRepository(Protocol):
     async def enqueue(self, tenant_id: str, instance_guid: str, effects: list[Effect], now: datetime) -> None: ...
 
+    # The worker's side. A job is "held" by the worker that claimed it, for that claim (attempt)
+    # only; each call below changes nothing unless the caller still holds the job.
+    async def hold(self, job_id: int, worker_id: str, attempt: int) -> bool:
+        """Lock the job row for this transaction if `worker_id` still holds it for `attempt`."""
+        ...
+    async def is_latest_for_token(self, tenant_id: str, instance_guid: str, token_id: int, job_id: int) -> bool:
+        """True when no later job of the same kind was created for the token (it has not moved on and
+        come back to wait on another)."""
+        ...
+    async def settle(
+        self, job_id: int, worker_id: str, attempt: int, *, status: str, error: str | None, now: datetime
+    ) -> bool:
+        """End the held job: status is "done", "failed" or "cancelled"."""
+        ...
+    async def retry_at(
+        self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, error: str, now: datetime
+    ) -> bool:
+        """Hand the held job back to the queue, due again at `run_at`."""
+        ...
+
 
 class IdempotencyRepository(Protocol):
     async def get(self, tenant_id: str, key: str, now: datetime) -> StoredResponse | None:

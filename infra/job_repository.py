@@ -11,6 +11,7 @@ from infra.jsonb import to_jsonb
 
 # A timer fires by running one engine step; a worker dying mid-step gets it claimed again.
 TIMER_MAX_ATTEMPTS = 3
+SETTLED_STATUSES = frozenset({"done", "failed", "cancelled"})
 
 
 def job_kind(effect: Effect) -> str:
@@ -64,3 +65,25 @@ class PostgresJobRepository:
             )
         if rows:
             await self._db.executemany(sql.INSERT_JOB, rows)
+
+    # -- the worker's feed-back transaction (see handlers.jobs) ---------------------------------
+
+    async def hold(self, job_id: int, worker_id: str, attempt: int) -> bool:
+        return await self._db.fetchval(sql.HOLD_JOB, job_id, worker_id, attempt) is not None
+
+    async def is_latest_for_token(self, tenant_id: str, instance_guid: str, token_id: int, job_id: int) -> bool:
+        return not await self._db.fetchval(sql.LATER_JOB_FOR_TOKEN, tenant_id, instance_guid, token_id, job_id)
+
+    async def settle(
+        self, job_id: int, worker_id: str, attempt: int, *, status: str, error: str | None, now: datetime
+    ) -> bool:
+        if status not in SETTLED_STATUSES:
+            raise ValueError(f"a job cannot be settled as {status!r}")
+        done = await self._db.execute(sql.SETTLE_HELD_JOB, job_id, worker_id, attempt, now, status, error)
+        return done == "UPDATE 1"
+
+    async def retry_at(
+        self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, error: str, now: datetime
+    ) -> bool:
+        done = await self._db.execute(sql.RETRY_HELD_JOB, job_id, worker_id, attempt, now, run_at, error)
+        return done == "UPDATE 1"

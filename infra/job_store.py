@@ -70,6 +70,19 @@ async def claim_jobs(db: Db, *, worker_id: str, limit: int, lease_seconds: float
     return sorted((_job(row) for row in rows), key=lambda job: (job.run_at, job.id))
 
 
+async def claim_due_jobs(
+    db: Db, *, worker_id: str, limit: int, lease_margin_seconds: float, now: datetime
+) -> list[Job]:
+    """Like claim_jobs, but each job is leased for its own call timeout plus the margin."""
+    rows = await db.fetch(sql.CLAIM_DUE_JOBS, now, limit, worker_id, float(lease_margin_seconds))
+    return sorted((_job(row) for row in rows), key=lambda job: (job.run_at, job.id))
+
+
+async def release_job(db: Db, job_id: int, worker_id: str, attempt: int, *, now: datetime) -> bool:
+    """Hand a job this worker holds back to the queue at once, its claim not counted."""
+    return _one(await db.execute(sql.RELEASE_HELD_JOB, job_id, worker_id, attempt, now))
+
+
 async def get_job(db: Db, job_id: int) -> Job | None:
     row = await db.fetchrow(sql.GET_JOB, job_id)
     return None if row is None else _job(row)
@@ -109,6 +122,18 @@ class PostgresJobStore:
     async def claim(self, *, worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[Job]:
         async with acquired(self._pool, timeout=self._timeout) as db:
             return await claim_jobs(db, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now)
+
+    async def claim_due(
+        self, *, worker_id: str, limit: int, lease_margin_seconds: float, now: datetime
+    ) -> list[Job]:
+        async with acquired(self._pool, timeout=self._timeout) as db:
+            return await claim_due_jobs(
+                db, worker_id=worker_id, limit=limit, lease_margin_seconds=lease_margin_seconds, now=now
+            )
+
+    async def release(self, job_id: int, worker_id: str, attempt: int, *, now: datetime) -> bool:
+        async with acquired(self._pool, timeout=self._timeout) as db:
+            return await release_job(db, job_id, worker_id, attempt, now=now)
 
     async def get(self, job_id: int) -> Job | None:
         async with acquired(self._pool, timeout=self._timeout) as db:

@@ -62,6 +62,9 @@ class Settings:
     max_steps: int = 1000
     connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
     bpmn_error_field: str = "bpmnErrorCode"
+    job_poll_ms: int = 200  # how often an idle worker looks for due jobs
+    job_lease_margin_ms: int = 15000  # a claimed call's lease: its TimeoutMs plus this margin
+    retry_backoff_cap_ms: int = 300000  # the longest wait between two attempts of a service call
 
     def __repr__(self) -> str:
         # Connector headers often carry credentials and the URL a password: show neither.
@@ -71,7 +74,8 @@ class Settings:
             f"data_dir={str(self.data_dir)!r}, max_body_bytes={self.max_body_bytes}, "
             f"pool_size={self.pool_size}, workers={self.workers}, log_level={self.log_level!r}, "
             f"max_steps={self.max_steps}, connectors={sorted(self.connectors)!r}, "
-            f"bpmn_error_field={self.bpmn_error_field!r})"
+            f"bpmn_error_field={self.bpmn_error_field!r}, job_poll_ms={self.job_poll_ms}, "
+            f"job_lease_margin_ms={self.job_lease_margin_ms}, retry_backoff_cap_ms={self.retry_backoff_cap_ms})"
         )
 
     __str__ = __repr__
@@ -108,6 +112,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_steps=_int(env, "FLOWCORE_MAX_STEPS", 1000, low=1),
         connectors=_connectors(env),
         bpmn_error_field=_text(env, "FLOWCORE_BPMN_ERROR_FIELD") or "bpmnErrorCode",
+        job_poll_ms=_int(env, "FLOWCORE_JOB_POLL_MS", 200, low=1),
+        job_lease_margin_ms=_int(env, "FLOWCORE_JOB_LEASE_MARGIN_MS", 15000, low=0),
+        retry_backoff_cap_ms=_int(env, "FLOWCORE_RETRY_BACKOFF_CAP_MS", 300000, low=0),
     )
 
 

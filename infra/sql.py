@@ -199,6 +199,56 @@ UPDATE jobs SET status = 'pending', lease_until = NULL, locked_by = NULL, run_at
     updated_at = $3
 WHERE {_HELD}"""
 
+# The worker's feed-back transaction. $1 job id, $2 worker id, $3 attempt (the claim it made):
+# a job is the caller's only while it is running under that very claim.
+_HELD_CLAIM = "id = $1 AND locked_by = $2 AND attempts = $3 AND status = 'running'"
+
+# Locks the row until the transaction ends, so no other worker can claim it meanwhile.
+HOLD_JOB = f"SELECT id FROM jobs WHERE {_HELD_CLAIM} FOR UPDATE"
+
+# $5 status: done, failed or cancelled; $6 error
+SETTLE_HELD_JOB = f"""
+UPDATE jobs SET status = $5, lease_until = NULL, last_error = coalesce($6, last_error), updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# $5 run_at, $6 error
+RETRY_HELD_JOB = f"""
+UPDATE jobs SET status = 'pending', lease_until = NULL, locked_by = NULL, run_at = $5, last_error = $6,
+    updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# A stop that interrupts a call hands its job straight back: that claim does not count.
+RELEASE_HELD_JOB = f"""
+UPDATE jobs SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, run_at = $4,
+    updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# $1 tenant, $2 instance, $3 token, $4 job id
+LATER_JOB_FOR_TOKEN = """
+SELECT EXISTS (
+    SELECT 1 FROM jobs later
+    WHERE later.tenant_id = $1 AND later.instance_guid = $2 AND later.token_id = $3 AND later.id > $4
+      AND later.kind = (SELECT kind FROM jobs WHERE id = $4)
+)"""
+
+# Like CLAIM_JOBS, but each job's lease is its own call timeout plus a margin ($4 seconds), so a
+# job whose worker died is claimed again as soon as its call could no longer be running.
+# $1 now, $2 how many, $3 worker id, $4 lease margin seconds
+CLAIM_DUE_JOBS = """
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE (status = 'pending' AND run_at <= $1) OR (status = 'running' AND lease_until < $1)
+    ORDER BY run_at, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_by = $3,
+    lease_until = $1::timestamptz
+        + make_interval(secs => coalesce((jobs.payload ->> 'timeoutMs')::float8 / 1000, 0) + $4),
+    updated_at = $1
+FROM due WHERE jobs.id = due.id
+RETURNING jobs.*"""
+
 # --- idempotency keys --------------------------------------------------------------------
 
 # $3 is the oldest creation time still honoured (now - 24 h).

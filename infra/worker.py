@@ -1,0 +1,228 @@
+"""The job worker pool: claim due jobs, perform them outside any transaction, feed results back.
+
+One dispatcher per process claims as many due jobs as it has free slots (FOR UPDATE SKIP
+LOCKED, so any number of processes share the queue) and runs each in its own task:
+- a service call goes out through the HttpCaller; its result is classified
+  (domain.service_outcome) and handed to handlers.jobs, which completes, fails or reschedules
+  the task and settles the job in one transaction;
+- a timer fires through handlers.jobs as well.
+Each claim leases the job for its call timeout plus a margin. A worker that dies simply lets
+the lease run out: the job is claimed again and that claim counts as an attempt, so a call
+whose worker keeps dying still ends (the task fails once the attempts are spent). A worker
+that loses its lease finds its result refused when feeding it back, and changes nothing.
+
+`stop()` claims nothing more, gives running jobs a grace period, then interrupts them and
+hands their jobs straight back to the queue (an interrupted claim does not count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from domain.service_outcome import Outcome, classify
+from domain.transition import CallService
+from handlers.deps import Deps
+from handlers.jobs import CALL_SERVICE, SCHEDULE_TIMER, Backoff, ClaimedJob, Settled, fire_timer, lease_expired
+from handlers.jobs import record_call_outcome as record_outcome
+from handlers.ports import StorageUnavailable
+from infra.http_caller import HttpCaller
+from infra.job_store import Job, PostgresJobStore
+from infra.settings import Settings
+
+log = logging.getLogger("flowcore.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    size: int = 4  # jobs performed at once by this process
+    poll_interval: float = 0.2  # seconds between looks at the queue while idle
+    lease_margin: float = 15.0  # seconds a claim outlives its call's timeout
+    backoff_cap_ms: int = 300_000
+    stop_grace: float = 10.0  # seconds running jobs get to finish when the worker stops
+    bpmn_error_field: str | None = "bpmnErrorCode"  # a task's BpmnErrorField property wins
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def claimed(job: Job, worker_id: str) -> ClaimedJob:
+    effect = job.effect
+    return ClaimedJob(
+        id=job.id,
+        tenant_id=job.tenant_id,
+        instance_guid=job.instance_guid,
+        token_id=job.token_id,
+        node_id=job.node_id,
+        kind=job.kind,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        worker_id=worker_id,
+        attempt_group=effect.attempt_group if isinstance(effect, CallService) else 1,
+        retry_backoff_ms=effect.retry_backoff_ms if isinstance(effect, CallService) else 0,
+    )
+
+
+class JobWorker:
+    def __init__(
+        self,
+        deps: Deps,
+        store: PostgresJobStore,
+        caller: HttpCaller,
+        config: WorkerConfig = WorkerConfig(),
+        *,
+        worker_id: str | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._deps = deps
+        self._store = store
+        self._caller = caller
+        self._config = config
+        self._jitter = jitter
+        self.worker_id = worker_id or new_worker_id()
+        self._running: dict[asyncio.Task[Settled | None], Job] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._loop is not None:
+            raise RuntimeError("the worker is already started")
+        self._stopping.clear()
+        self._loop = asyncio.create_task(self._dispatch(), name=f"flowcore-worker {self.worker_id}")
+        log.info("job worker %s started (%d at once)", self.worker_id, self._config.size)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._loop is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        running = list(self._running)
+        if running:
+            _, late = await asyncio.wait(running, timeout=self._config.stop_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        log.info("job worker %s stopped", self.worker_id)
+
+    def nudge(self) -> None:
+        """Look at the queue now rather than at the next poll (new jobs were just committed)."""
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def run_once(self) -> list[Settled | None]:
+        """Claim one batch and perform it to the end (tests, tools): what became of each job."""
+        jobs = await self._claim(self._config.size)
+        return list(await asyncio.gather(*(self._perform(job) for job in jobs)))
+
+    async def _claim(self, limit: int) -> list[Job]:
+        return await self._store.claim_due(
+            worker_id=self.worker_id,
+            limit=limit,
+            lease_margin_seconds=self._config.lease_margin,
+            now=self._deps.clock.now(),
+        )
+
+    async def _dispatch(self) -> None:
+        config = self._config
+        while not self._stopping.is_set():
+            free = config.size - len(self._running)
+            full = False
+            if free > 0:
+                try:
+                    jobs = await self._claim(free)
+                except StorageUnavailable as exc:
+                    log.warning("job worker cannot reach the database: %s", exc)
+                    jobs = []
+                except Exception:
+                    log.exception("job worker failed to claim jobs")
+                    jobs = []
+                for job in jobs:
+                    task = asyncio.create_task(self._perform(job), name=f"flowcore-job {job.id}")
+                    self._running[task] = job
+                    task.add_done_callback(self._finished)
+                full = len(jobs) == free
+            if full:
+                # Every slot is taken: look again as soon as one frees up.
+                self._wake.clear()
+                if len(self._running) >= config.size:
+                    await self._wake.wait()
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), config.poll_interval)
+
+    def _finished(self, task: asyncio.Task[Settled | None]) -> None:
+        self._running.pop(task, None)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job task ended with an error", exc_info=task.exception())
+
+    # -- performing -----------------------------------------------------------------------------
+
+    async def _perform(self, job: Job) -> Settled | None:
+        ticket = claimed(job, self.worker_id)
+        try:
+            if job.kind == CALL_SERVICE and isinstance(job.effect, CallService):
+                settled: Settled | None = await self._call(job, job.effect, ticket)
+            elif job.kind == SCHEDULE_TIMER:
+                settled = await fire_timer(self._deps, ticket)
+            else:
+                log.error("job %s has unknown kind %r; leaving it failed", job.id, job.kind)
+                await self._store.fail(job.id, self.worker_id, error=f"unknown job kind {job.kind!r}",
+                                       now=self._deps.clock.now())
+                return None
+        except asyncio.CancelledError:
+            await self._release(ticket)
+            raise
+        except Exception:
+            # The job stays leased; when the lease runs out it is claimed again (an attempt).
+            log.exception("job %s of instance %s could not be fed back", job.id, job.instance_guid)
+            return None
+        log.debug("job %s (%s, attempt %d) %s", job.id, job.kind, job.attempts, settled)
+        return settled
+
+    async def _call(self, job: Job, effect: CallService, ticket: ClaimedJob) -> Settled:
+        outcome: Outcome
+        if job.attempts > job.max_attempts:
+            outcome = lease_expired(ticket)  # the last attempt's worker died: nothing is left
+        else:
+            result = await self._caller.call(effect, idempotency_key=job.idempotency_key)
+            outcome = classify(result, bpmn_error_field=effect.bpmn_error_field or self._config.bpmn_error_field)
+        backoff = Backoff(cap_ms=self._config.backoff_cap_ms, jitter=self._jitter())
+        return await record_outcome(self._deps, ticket, outcome, backoff)
+
+    async def _release(self, ticket: ClaimedJob) -> None:
+        try:
+            await asyncio.shield(
+                self._store.release(ticket.id, ticket.worker_id, ticket.attempt, now=self._deps.clock.now())
+            )
+        except Exception:
+            log.warning("job %s could not be handed back; its lease will run out", ticket.id, exc_info=True)
+
+
+def config_from(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        size=settings.workers,
+        poll_interval=settings.job_poll_ms / 1000,
+        lease_margin=settings.job_lease_margin_ms / 1000,
+        backoff_cap_ms=settings.retry_backoff_cap_ms,
+        bpmn_error_field=settings.bpmn_error_field,
+    )
