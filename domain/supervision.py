@@ -102,8 +102,8 @@ def _pause(node: Node) -> BlockedOn:
 def _snapshot(run: Run, token: Token, node: Node) -> None:
     state = run.state
     snapshots = state.snapshots
-    last = snapshots[-1] if snapshots else None
-    if last is not None and last.token_id == token.id and last.task_id == node.id and last.success is False:
+    last = next((s for s in reversed(snapshots) if s.token_id == token.id), None)
+    if last is not None and last.task_id == node.id and last.success is False:
         last.success = None  # a retry of the failed step: the snapshot before its first attempt stands
         last.executed_at = run.now
         return
