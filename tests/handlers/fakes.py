@@ -12,7 +12,7 @@ from typing import Self
 import msgspec
 
 from domain.state import HistoryEvent, InstanceStatus
-from domain.transition import Effect
+from domain.transition import CallService, CancelJobs, Effect, ScheduleTimer
 from handlers.ports import (
     DefinitionFilter,
     DefinitionRecord,
@@ -28,11 +28,31 @@ ACTIVE = {InstanceStatus.RUNNING.value, InstanceStatus.WAITING.value, InstanceSt
 
 
 @dataclass
+class FakeJobRow:
+    """A row of the job queue, as much of it as the worker's feed-back needs."""
+
+    id: int
+    tenant_id: str
+    instance_guid: str
+    token_id: int
+    node_id: str
+    kind: str
+    effect: Effect
+    max_attempts: int
+    status: str = "pending"
+    attempts: int = 0
+    locked_by: str | None = None
+    run_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass
 class Store:
     definitions: dict[int, DefinitionRecord] = field(default_factory=dict)
     instances: dict[tuple[str, str], InstanceRecord] = field(default_factory=dict)
     history: dict[tuple[str, str], list[HistoryEvent]] = field(default_factory=dict)
     jobs: list[tuple[str, str, Effect]] = field(default_factory=list)
+    job_rows: dict[int, FakeJobRow] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], tuple[StoredResponse, datetime]] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     commits: int = 0
@@ -141,6 +161,58 @@ class FakeJobs:
 
     async def enqueue(self, tenant_id: str, instance_guid: str, effects: list[Effect], now: datetime) -> None:
         self.s.jobs.extend((tenant_id, instance_guid, e) for e in effects)
+        for effect in effects:
+            if isinstance(effect, CancelJobs):
+                for row in self.s.job_rows.values():
+                    if (row.tenant_id, row.instance_guid, row.token_id, row.status) == (
+                        tenant_id, instance_guid, effect.token_id, "pending"
+                    ):
+                        row.status = "cancelled"
+        for effect in effects:
+            if isinstance(effect, CallService | ScheduleTimer):
+                job_id = max(self.s.job_rows, default=0) + 1
+                self.s.job_rows[job_id] = FakeJobRow(
+                    id=job_id, tenant_id=tenant_id, instance_guid=instance_guid, token_id=effect.token_id,
+                    node_id=effect.node_id, kind="callService" if isinstance(effect, CallService) else "scheduleTimer",
+                    effect=effect, max_attempts=effect.retries + 1 if isinstance(effect, CallService) else 3,
+                    run_at=now if isinstance(effect, CallService) else effect.due_at,
+                )
+
+    def _held(self, job_id: int, worker_id: str, attempt: int) -> FakeJobRow | None:
+        row = self.s.job_rows.get(job_id)
+        if row is None or (row.status, row.locked_by, row.attempts) != ("running", worker_id, attempt):
+            return None
+        return row
+
+    async def hold(self, job_id: int, worker_id: str, attempt: int) -> bool:
+        return self._held(job_id, worker_id, attempt) is not None
+
+    async def is_latest_for_token(self, tenant_id: str, instance_guid: str, token_id: int, job_id: int) -> bool:
+        kind = self.s.job_rows[job_id].kind
+        return not any(
+            (r.tenant_id, r.instance_guid, r.token_id, r.kind) == (tenant_id, instance_guid, token_id, kind)
+            and r.id > job_id
+            for r in self.s.job_rows.values()
+        )
+
+    async def settle(
+        self, job_id: int, worker_id: str, attempt: int, *, status: str, error: str | None, now: datetime
+    ) -> bool:
+        assert status in ("done", "failed", "cancelled"), status
+        row = self._held(job_id, worker_id, attempt)
+        if row is None:
+            return False
+        row.status, row.last_error = status, error or row.last_error
+        return True
+
+    async def retry_at(
+        self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, error: str, now: datetime
+    ) -> bool:
+        row = self._held(job_id, worker_id, attempt)
+        if row is None:
+            return False
+        row.status, row.locked_by, row.run_at, row.last_error = "pending", None, run_at, error
+        return True
 
 
 class FakeIdempotency:
