@@ -336,8 +336,11 @@ def step_backward(run: Run, *, actor: str | None) -> None:
                 run.cancel_jobs(token)
     current = {t.id: t for t in state.tokens}
     restored = _copy_tokens(snapshot.tokens)
-    for token in restored:
+    for n, token in enumerate(restored):
         was = current.get(token.id)
+        if was is not None and token.id != moved.id and kind_of(token) == JOB and _same_place(token, was):
+            restored[n] = was  # still on the same call: keep what the worker noted on it since
+            continue
         if was is not None and was.version != token.version:
             token.version = was.version  # put back as it was: that is one more change
             touch(token, run.now)

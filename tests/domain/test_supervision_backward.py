@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain import engine, view
+from domain import engine, job_progress, view
 from domain.errors import InvalidStateForCommand
 from domain.model import Definition
 from domain.state import ExecutionMode, InstanceState, InstanceStatus, TokenState
@@ -113,10 +113,13 @@ def test_a_service_call_in_flight_on_another_branch_keeps_its_job() -> None:
     [call] = sent.effects
     assert isinstance(call, CallService)
     state = _forward(definition, sent.state)  # R runs while the call is out
+    # the worker notes a failed attempt on L's token meanwhile (it stays on the same call)
+    state = job_progress.note_job_attempt(state, token_id=call.token_id, node_id="L", attempt=1, max_attempts=3,
+                                          next_attempt_at=LATER, last_error="503", now=NOW).state
+    noted = token_at(state, "L")
     undone = _back(definition, state)
     assert undone.effects == []  # the call of L is still wanted
-    blocked = token_at(undone.state, "L").blocked_on
-    assert blocked is not None and blocked.kind == "job"
+    assert token_at(undone.state, "L") == noted  # with what the worker noted on it
     replied = engine.complete_task(definition, undone.state, now=NOW, ids=Ids(), token_id=call.token_id,
                                    result={"v": 1})
     assert replied.state.variables["lastServiceResult"] == {"v": 1}
