@@ -22,13 +22,13 @@ from commands.instances import (
     StepBackward,
     StepForward,
 )
-from domain import engine
 from domain.errors import InvalidStateForCommand
+from domain.service_outcome import Succeeded
 from domain.transition import CallService, CancelJobs
 from handlers.bus import Bus, Reply, RequestContext
 from handlers.deps import Deps
 from handlers.errors import VersionConflict
-from handlers.instance_steps import apply_step
+from handlers.jobs import ClaimedJob, Settled, record_call_outcome
 from handlers.ports import InstanceRecord, UnitOfWorkFactory
 from handlers.table import HANDLERS
 from tests.handlers.fakes import CountingIds, FakeUnitOfWork, FixedClock, Store
@@ -307,13 +307,18 @@ def _bureau() -> str:
 """
 
 
-async def _complete_job(h: Harness, guid: str, call: CallService, body: Any) -> None:
-    """What the job worker does when a call returns: complete the waiting token on fresh state."""
-    await apply_step(
-        h.deps, A, guid,
-        lambda definition, state, now, lookup: engine.complete_task(
-            definition, state, now=now, ids=h.deps.ids, token_id=call.token_id, result=body, lookup=lookup),
-    )
+def _claim(h: Harness, call: CallService) -> ClaimedJob:
+    """What the job store's claim hands the worker for the queued call of `call`'s token."""
+    [row] = [r for r in h.store.job_rows.values() if r.token_id == call.token_id and r.status == "pending"]
+    row.status, row.locked_by, row.attempts = "running", "w-1", row.attempts + 1
+    return ClaimedJob(id=row.id, tenant_id=row.tenant_id, instance_guid=row.instance_guid, token_id=row.token_id,
+                      node_id=row.node_id, kind=row.kind, attempt=row.attempts, max_attempts=row.max_attempts,
+                      worker_id="w-1", attempt_group=call.attempt_group, retry_backoff_ms=call.retry_backoff_ms)
+
+
+async def _complete_job(h: Harness, call: CallService, body: Any) -> None:
+    """The worker's call returned 2xx: its outcome is fed back as the worker does it."""
+    assert await record_call_outcome(h.deps, _claim(h, call), Succeeded(result=body)) is Settled.DONE
 
 
 async def test_service_step_calls_out_through_a_job_and_completes_when_the_call_does(h: Harness) -> None:
@@ -332,7 +337,7 @@ async def test_service_step_calls_out_through_a_job_and_completes_when_the_call_
     assert _pairs(stepping["nextActions"]) == STEP_ACTIONS[1:]
 
     h.clock.advance(2)
-    await _complete_job(h, guid, call, {"value": 700})
+    await _complete_job(h, call, {"value": 700})
     state = await h.send(GetProcessInstanceState(instance_guid=guid))
     assert state["status"] == "waiting" and state["currentTask"]["taskId"] == "Judge"
     assert state["previousTask"]["executionTime"] == 2000.0 and state["previousTask"]["success"] is True
@@ -350,7 +355,7 @@ async def test_stepping_back_over_a_service_call_lists_it_as_not_undone(h: Harne
     await h.send(StepForward(instance_guid=guid))
     [(_, _, call)] = h.store.jobs
     assert isinstance(call, CallService)
-    await _complete_job(h, guid, call, {"value": 500})
+    await _complete_job(h, call, {"value": 500})
 
     back_to_score = await h.send(StepBackward(instance_guid=guid))
     assert back_to_score["currentTask"]["taskId"] == "Score"
@@ -365,11 +370,16 @@ async def test_stepping_back_over_a_service_call_lists_it_as_not_undone(h: Harne
     await h.send(StepForward(instance_guid=guid))
     retry_call = h.store.jobs[-1][2]
     assert isinstance(retry_call, CallService) and retry_call.token_id != call.token_id
+    job = _claim(h, retry_call)  # the worker has it: the call may be out already
     undone = await h.send(StepBackward(instance_guid=guid))
     assert h.store.jobs[-1][2] == CancelJobs(token_id=retry_call.token_id, node_id="Score")
     assert [e["effect"] for e in undone["sideEffectsNotUndone"]] == ["POST https://bureau.test/score"]
     assert undone["currentTask"]["previousExecution"]["success"] is None
     assert undone["status"] == "waiting"
+    # the reply arriving after the step back changes nothing: the token no longer waits on it
+    before = h.record(guid)
+    assert await record_call_outcome(h.deps, job, Succeeded(result={"value": 1})) is Settled.CANCELLED
+    assert h.record(guid) == before
 
 
 # -- races --------------------------------------------------------------------------------------------
