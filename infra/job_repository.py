@@ -21,7 +21,8 @@ def job_kind(effect: Effect) -> str:
 
 
 def idempotency_key(instance_guid: str, effect: CallService | ScheduleTimer) -> str:
-    """Stable per (instance, token, node, attempt): what a receiver de-duplicates calls on."""
+    """Stable per (instance, token, node, attempt group): what a receiver de-duplicates calls on.
+    (A token's later visits to the same task get a `~n` suffix when the job is stored.)"""
     base = f"{instance_guid}:{effect.token_id}:{effect.node_id}"
     if isinstance(effect, CallService):
         return f"{base}:{effect.attempt_group}"
@@ -49,6 +50,9 @@ class PostgresJobRepository:
                     run_at, max_attempts = effect.due_at, TIMER_MAX_ATTEMPTS
                 case _:
                     raise TypeError(f"no job for effect {type(effect).__name__}")
+            key = idempotency_key(instance_guid, effect)
+            if isinstance(effect, CallService):
+                key = await self._fresh_call_key(tenant_id, instance_guid, effect.token_id, key)
             rows.append(
                 (
                     tenant_id,
@@ -59,12 +63,17 @@ class PostgresJobRepository:
                     to_jsonb(effect),
                     max_attempts,
                     run_at,
-                    idempotency_key(instance_guid, effect),
+                    key,
                     now,
                 )
             )
         if rows:
             await self._db.executemany(sql.INSERT_JOB, rows)
+
+    async def _fresh_call_key(self, tenant_id: str, instance_guid: str, token_id: int, key: str) -> str:
+        """The key as built, or `<key>~<n>` for the n-th visit of the token to the same task."""
+        earlier = await self._db.fetchval(sql.COUNT_CALLS_UNDER_KEY, tenant_id, instance_guid, token_id, key)
+        return key if not earlier else f"{key}~{earlier + 1}"
 
     # -- the worker's feed-back transaction (see handlers.jobs) ---------------------------------
 

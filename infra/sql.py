@@ -168,6 +168,13 @@ WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND status = 'pend
 
 GET_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1"
 
+# Earlier service-call jobs under the same idempotency key ($4): a token that comes back to the
+# same service task (a loop) makes a new call, which must not look like a repeat of the old one.
+COUNT_CALLS_UNDER_KEY = """
+SELECT count(*) FROM jobs
+WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND kind = 'callService'
+  AND (idempotency_key = $4 OR starts_with(idempotency_key, $4 || '~'))"""
+
 # The worker serves every tenant, so claiming is the one job query not scoped by tenant.
 # A running job whose lease ran out belongs to a worker presumed dead and is claimed again.
 # $1 now, $2 how many, $3 worker id, $4 lease seconds

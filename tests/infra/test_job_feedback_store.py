@@ -133,3 +133,15 @@ async def test_a_later_job_of_the_same_kind_supersedes_an_earlier_one(uow_factor
         assert not await uow.jobs.is_latest_for_token("acme", "i-1", 1, first_call)
         assert await uow.jobs.is_latest_for_token("acme", "i-1", 1, timer)
         assert await uow.jobs.is_latest_for_token("acme", "i-2", 1, first_call)  # another instance's token
+
+
+async def test_a_token_coming_back_to_the_same_task_gets_a_new_idempotency_key(
+    uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool
+) -> None:
+    for _ in range(3):  # three visits, each committed with the step that made it
+        await enqueue(uow_factory, call(1))
+    await enqueue(uow_factory, CallService(token_id=1, node_id="Score", endpoint="https://svc.test/x",
+                                           attempt_group=2))
+    await enqueue(uow_factory, call(2))
+    keys = [row["idempotency_key"] for row in await db_pool.fetch("SELECT idempotency_key FROM jobs ORDER BY id")]
+    assert keys == ["i-1:1:Score:1", "i-1:1:Score:1~2", "i-1:1:Score:1~3", "i-1:1:Score:2", "i-1:2:Score:1"]

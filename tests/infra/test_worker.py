@@ -90,6 +90,29 @@ def two_parallel_calls(url: str) -> str:
 </bpmn:definitions>"""
 
 
+def polling_loop(url: str) -> str:
+    """Call the service, count, and go round again until three calls were made."""
+    call = _props({"Endpoint": f"{url}/poll", "RetryBackoff": "20", "ResultVariable": "last"})
+    return HEAD + f"""
+  <bpmn:process id="Poll" isExecutable="true">
+    <bpmn:startEvent id="Start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="Start" targetRef="Call"/>
+    <bpmn:serviceTask id="Call">{call}</bpmn:serviceTask>
+    <bpmn:sequenceFlow id="f2" sourceRef="Call" targetRef="Count"/>
+    <bpmn:scriptTask id="Count" scriptFormat="javascript">
+      <bpmn:script>rounds = (typeof rounds === "number" ? rounds : 0) + 1;</bpmn:script>
+    </bpmn:scriptTask>
+    <bpmn:sequenceFlow id="f3" sourceRef="Count" targetRef="Again"/>
+    <bpmn:exclusiveGateway id="Again" default="f5"/>
+    <bpmn:sequenceFlow id="f4" sourceRef="Again" targetRef="Call">
+      <bpmn:conditionExpression>${{rounds &lt; 3}}</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f5" sourceRef="Again" targetRef="End"/>
+    <bpmn:endEvent id="End"/>
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
 def zero_timer() -> str:
     return HEAD + """
   <bpmn:process id="Tick" isExecutable="true">
@@ -309,3 +332,13 @@ async def test_a_due_timer_fires_through_the_worker(engine: Engine) -> None:
     assert state["status"] == "completed"
     [job] = await engine.jobs()
     assert (job["kind"], job["status"]) == ("scheduleTimer", "done")
+
+
+async def test_each_round_of_a_loop_is_a_new_call_with_its_own_key(
+    engine: Engine, ledger: Ledger, service_url: str
+) -> None:
+    guid = await engine.start(polling_loop(service_url))
+    state = await running(engine.worker(), lambda: engine.until_status(guid, "completed", "error"))
+    assert state["status"] == "completed" and state["state"]["variables"]["rounds"] == 3
+    assert len(ledger.effects) == 3 and set(ledger.calls.values()) == {1}  # none taken for a repeat
+    assert state["state"]["variables"]["last"]["firstTime"] is True
