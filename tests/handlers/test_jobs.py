@@ -18,6 +18,7 @@ from commands.instances import (
     RetryFailedTask,
     SkipFailedTask,
     StartProcessInstance,
+    StepForward,
 )
 from domain.errors import InvalidStateForCommand
 from domain.service_outcome import BpmnErrorRaised, Permanent, Retryable, Succeeded
@@ -386,3 +387,20 @@ async def test_a_lost_compare_and_set_is_retried_on_fresh_state(h: Harness) -> N
     assert [type(u) for u in opened] == [StaleFirstRead, FakeUnitOfWork]
     assert h.row_version(guid) == before + 1 and h.row(job).status == "done"
     assert (await h.state(guid))["status"] == "completed"
+
+
+async def test_in_supervised_mode_the_job_completes_the_step_and_the_next_task_pauses(h: Harness) -> None:
+    deployed = await h.send(CreateProcessDefinition(bpmn_xml=service_model()))
+    started = await h.send(StartProcessInstance(
+        id=deployed["id"], variables={"customerId": 3}, execution_mode="Supervised"
+    ))
+    guid = started["instanceGuid"]
+    assert started["currentTask"]["taskId"] == "Score" and not h.store.job_rows  # paused before the call
+    stepped = await h.send(StepForward(instance_guid=guid))
+    assert stepped["status"] == "running"  # the step is the call, now a job
+    job = h.claim()
+    assert await record_call_outcome(h.deps, job, Succeeded(result={"value": 720}), FAST) is Settled.DONE
+    state = await h.state(guid)
+    assert state["status"] == "waiting" and state["currentTask"]["taskId"] == "Decide"
+    assert state["state"]["variables"]["score"] == {"value": 720} and "approved" not in state["state"]["variables"]
+    assert state["state"]["completedTasks"][-1] == "Score"
