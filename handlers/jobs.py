@@ -138,9 +138,14 @@ async def record_call_outcome(deps: Deps, job: ClaimedJob, outcome: Outcome, bac
 
 
 async def fire_timer(deps: Deps, job: ClaimedJob) -> Settled:
-    """A timer job is due: its token moves on."""
+    """A timer job is due: its token moves on. Claimed early (another process's clock runs ahead),
+    it goes back to the queue until its due time."""
 
     def step(definition: Definition, state: InstanceState, now: datetime, lookup: ProcessLookup) -> Transition:
+        token = next((t for t in state.tokens if t.id == job.token_id), None)
+        due = token.blocked_on.due_at if token is not None and token.blocked_on is not None else None
+        if due is not None and now < due:
+            raise _NotYet(due)
         return engine.fire_timer(
             definition, state, token_id=job.token_id, now=now, ids=deps.ids, lookup=lookup, limits=deps.limits
         )
@@ -154,6 +159,14 @@ async def fire_timer(deps: Deps, job: ClaimedJob) -> Settled:
 
 class _NoLongerHeld(Exception):
     """The job row changed hands between hold() and the settling write (never expected)."""
+
+
+class _NotYet(Exception):
+    """The job was claimed before its time: it goes back to the queue, the instance is untouched."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(at.isoformat())
+        self.at = at
 
 
 async def _require(done: Awaitable[bool]) -> None:
@@ -202,6 +215,12 @@ async def _feed_back(
                 _, definition = await load_definition_of(uow, deps, record)
                 lookup = await preload_called_processes(uow, deps, job.tenant_id, definition)
                 transition = step(definition, record.state, now, lookup)
+            except _NotYet as early:
+                await _require(uow.jobs.retry_at(
+                    job.id, job.worker_id, job.attempt, run_at=early.at, error="claimed before its due time", now=now
+                ))
+                await uow.commit()
+                return Settled.RESCHEDULED
             except DomainError as exc:
                 # The engine refuses the step (the instance finished, the token is not where
                 # the job expects it, the definition is gone): nothing waits on this job.

@@ -146,17 +146,22 @@ class JobWorker:
 
     async def _dispatch(self) -> None:
         config = self._config
+        failures = 0
         while not self._stopping.is_set():
             free = config.size - len(self._running)
             full = False
             if free > 0:
                 try:
                     jobs = await self._claim(free)
+                    failures = 0
                 except StorageUnavailable as exc:
-                    log.warning("job worker cannot reach the database: %s", exc)
+                    if failures == 0:
+                        log.warning("job worker cannot reach the database: %s", exc)
+                    failures += 1
                     jobs = []
                 except Exception:
                     log.exception("job worker failed to claim jobs")
+                    failures += 1
                     jobs = []
                 for job in jobs:
                     task = asyncio.create_task(self._perform(job), name=f"flowcore-job {job.id}")
@@ -170,8 +175,10 @@ class JobWorker:
                     await self._wake.wait()
                 continue
             self._wake.clear()
+            # While the database is unreachable, look less and less often (up to every 5 s).
+            pause = config.poll_interval if not failures else min(config.poll_interval * 2 ** min(failures, 10), 5.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), config.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     def _finished(self, task: asyncio.Task[Settled | None]) -> None:
         self._running.pop(task, None)

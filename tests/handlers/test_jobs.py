@@ -404,3 +404,17 @@ async def test_in_supervised_mode_the_job_completes_the_step_and_the_next_task_p
     assert state["status"] == "waiting" and state["currentTask"]["taskId"] == "Decide"
     assert state["state"]["variables"]["score"] == {"value": 720} and "approved" not in state["state"]["variables"]
     assert state["state"]["completedTasks"][-1] == "Score"
+
+
+async def test_a_timer_claimed_before_its_time_goes_back_to_the_queue(h: Harness) -> None:
+    guid = await h.start(timer_model())
+    row = next(iter(h.store.job_rows.values()))
+    early = h.reclaim(row)  # another process's clock ran ahead
+    before = h.row_version(guid)
+    assert await fire_timer(h.deps, early) is Settled.RESCHEDULED
+    assert h.row_version(guid) == before
+    back = h.row(early)
+    assert (back.status, back.run_at) == ("pending", h.clock.now() + timedelta(minutes=5))
+    h.clock.advance(300)
+    assert await fire_timer(h.deps, h.claim()) is Settled.DONE
+    assert (await h.state(guid))["status"] == "completed"
