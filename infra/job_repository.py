@@ -40,6 +40,7 @@ class PostgresJobRepository:
             if isinstance(effect, CancelJobs):
                 await self._db.execute(sql.CANCEL_TOKEN_JOBS, tenant_id, instance_guid, effect.token_id, now)
         rows: list[tuple[object, ...]] = []
+        due_now = False
         for effect in effects:
             match effect:
                 case CancelJobs():
@@ -50,6 +51,7 @@ class PostgresJobRepository:
                     run_at, max_attempts = effect.due_at, TIMER_MAX_ATTEMPTS
                 case _:
                     raise TypeError(f"no job for effect {type(effect).__name__}")
+            due_now = due_now or run_at <= now
             key = idempotency_key(instance_guid, effect)
             if isinstance(effect, CallService):
                 key = await self._fresh_call_key(tenant_id, instance_guid, effect.token_id, key)
@@ -69,6 +71,8 @@ class PostgresJobRepository:
             )
         if rows:
             await self._db.executemany(sql.INSERT_JOB, rows)
+            if due_now:  # a timer for later wakes nobody: the workers' polling finds it in time
+                await self._db.execute(sql.NOTIFY_JOBS)
 
     async def _fresh_call_key(self, tenant_id: str, instance_guid: str, token_id: int, key: str) -> str:
         """The key as built, or `<key>~<n>` for the n-th visit of the token to the same task."""

@@ -8,6 +8,9 @@ that the caller still holds it, so a worker that overran its lease cannot undo t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 import asyncpg
@@ -15,7 +18,7 @@ import msgspec
 
 from domain.transition import CallService, ScheduleTimer
 from infra import sql
-from infra.database import Db, Row, acquired
+from infra.database import Db, Row, acquired, translated_errors
 
 JobEffect = CallService | ScheduleTimer
 
@@ -156,3 +159,30 @@ class PostgresJobStore:
     ) -> bool:
         async with acquired(self._pool, timeout=self._timeout) as db:
             return await reschedule_job(db, job_id, worker_id, run_at=run_at, error=error, now=now)
+
+    @contextlib.asynccontextmanager
+    async def listening(self, wake: Callable[[], None]) -> AsyncIterator[asyncio.Event]:
+        """Call `wake` whenever new due jobs are committed, while inside the block. Holds one
+        pooled connection for that long; the event yielded is set if that connection is lost."""
+        lost = asyncio.Event()
+        with translated_errors():
+            connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            def notified(*_: object) -> None:
+                wake()
+
+            def terminated(*_: object) -> None:
+                lost.set()
+
+            connection.add_termination_listener(terminated)
+            with translated_errors():
+                await connection.add_listener(sql.JOBS_CHANNEL, notified)
+            try:
+                yield lost
+            finally:
+                connection.remove_termination_listener(terminated)
+                if not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.remove_listener(sql.JOBS_CHANNEL, notified)
+        finally:
+            await self._pool.release(connection)

@@ -256,6 +256,11 @@ UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_by = $3
 FROM due WHERE jobs.id = due.id
 RETURNING jobs.*"""
 
+# New due jobs wake idle workers at once instead of at their next poll. A notification is sent
+# when the transaction commits (never for one rolled back), once however many jobs it stored.
+JOBS_CHANNEL = "flowcore_jobs"
+NOTIFY_JOBS = f"SELECT pg_notify('{JOBS_CHANNEL}', '')"
+
 # --- idempotency keys --------------------------------------------------------------------
 
 # $3 is the oldest creation time still honoured (now - 24 h).

@@ -1,7 +1,9 @@
 """The job worker pool: claim due jobs, perform them outside any transaction, feed results back.
 
 One dispatcher per process claims as many due jobs as it has free slots (FOR UPDATE SKIP
-LOCKED, so any number of processes share the queue) and runs each in its own task:
+LOCKED, so any number of processes share the queue) and runs each in its own task. It looks at
+the queue when PostgreSQL notifies it of new due jobs (LISTEN), when a slot frees up, and every
+poll interval besides (timers coming due, retries, expired leases, a lost notification):
 - a service call goes out through the HttpCaller; its result is classified
   (domain.service_outcome) and handed to handlers.jobs, which completes, fails or reschedules
   the task and settles the job in one transaction;
@@ -48,6 +50,7 @@ class WorkerConfig:
     backoff_cap_ms: int = 300_000
     stop_grace: float = 10.0  # seconds running jobs get to finish when the worker stops
     bpmn_error_field: str | None = "bpmnErrorCode"  # a task's BpmnErrorField property wins
+    listen: bool = True  # LISTEN for new jobs (one pooled connection) rather than only polling
 
 
 def new_worker_id() -> str:
@@ -92,6 +95,7 @@ class JobWorker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -100,11 +104,18 @@ class JobWorker:
             raise RuntimeError("the worker is already started")
         self._stopping.clear()
         self._loop = asyncio.create_task(self._dispatch(), name=f"flowcore-worker {self.worker_id}")
+        if self._config.listen:
+            self._listener = asyncio.create_task(self._listen(), name=f"flowcore-worker-listen {self.worker_id}")
         log.info("job worker %s started (%d at once)", self.worker_id, self._config.size)
 
     async def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._loop is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
@@ -179,6 +190,21 @@ class JobWorker:
             pause = config.poll_interval if not failures else min(config.poll_interval * 2 ** min(failures, 10), 5.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _listen(self) -> None:
+        """Wake the dispatcher on the database's notice of new jobs; polling stays the fallback
+        (a lost listening connection is opened again a little later)."""
+        while not self._stopping.is_set():
+            try:
+                async with self._store.listening(self.nudge) as lost:
+                    await lost.wait()
+                log.warning("job worker lost its listening connection; polling until it is back")
+            except StorageUnavailable as exc:
+                log.debug("job worker cannot listen for new jobs: %s", exc)
+            except Exception:
+                log.exception("job worker cannot listen for new jobs")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 5.0)
 
     def _finished(self, task: asyncio.Task[Settled | None]) -> None:
         self._running.pop(task, None)

@@ -342,3 +342,29 @@ async def test_each_round_of_a_loop_is_a_new_call_with_its_own_key(
     assert state["status"] == "completed" and state["state"]["variables"]["rounds"] == 3
     assert len(ledger.effects) == 3 and set(ledger.calls.values()) == {1}  # none taken for a repeat
     assert state["state"]["variables"]["last"]["firstTime"] is True
+
+
+async def test_an_idle_worker_is_woken_by_new_jobs_not_by_its_poll(
+    engine: Engine, ledger: Ledger, service_url: str
+) -> None:
+    worker = engine.worker(poll_interval=60)  # polling alone would not look again within the test
+    worker.start()
+    try:
+        await asyncio.sleep(0.3)  # the worker has looked once, found nothing, and listens
+        guid = await engine.start(one_call(service_url), {"customerId": 1})
+        state = await engine.until_status(guid, "completed", timeout=10)
+    finally:
+        await worker.stop()
+    assert state["status"] == "completed" and ledger.total == 1
+
+
+async def test_without_listening_the_poll_finds_the_job(engine: Engine, ledger: Ledger, service_url: str) -> None:
+    worker = engine.worker(poll_interval=0.05, listen=False)
+    worker.start()
+    try:
+        await asyncio.sleep(0.1)
+        guid = await engine.start(one_call(service_url), {"customerId": 1})
+        state = await engine.until_status(guid, "completed", timeout=10)
+    finally:
+        await worker.stop()
+    assert state["status"] == "completed"
