@@ -10,6 +10,23 @@ import msgspec
 from commands.base import Command, Guid, JsonObject, NonEmpty, PageNumber, PageSize
 
 ExecutionModeName = Literal["Unsupervised", "Supervised"]
+
+_json_object = msgspec.json.Decoder(dict[str, Any])
+
+
+class EmbeddedJsonError(ValueError):
+    """A field that carries JSON text does not hold a JSON object."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path.rsplit('.', 1)[-1]} must be a JSON object: {reason}")
+        self.path = path
+
+
+def _object_from_text(text: str, path: str) -> dict[str, Any]:
+    try:
+        return _json_object.decode(text)
+    except msgspec.DecodeError as exc:
+        raise EmbeddedJsonError(path, str(exc)) from None
 StatusName = Literal["running", "waiting", "error", "completed", "cancelled"]
 
 
@@ -32,6 +49,12 @@ class StartProcessInstance(Command, frozen=True):
     instance_guid: Guid | None = None
     context_type: str | None = None
     context_id: Any = None
+
+    def start_variables(self) -> dict[str, Any]:
+        """`runtimeContext` (JSON text) overlaid by `variables`."""
+        merged = _object_from_text(self.runtime_context, "$.data.runtimeContext") if self.runtime_context else {}
+        merged.update(self.variables or {})
+        return merged
 
 
 class GetProcessInstanceState(Command, frozen=True):
@@ -64,6 +87,16 @@ class SignalProcessInstance(Command, frozen=True):
     signal_data: str | None = None  # JSON text
     action: NonEmpty | None = None
     current_user: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The submission, from whichever of its three spellings the client used."""
+        if self.callback_data is not None:
+            return dict(self.callback_data)
+        if self.signal_payload is not None:
+            return dict(self.signal_payload)
+        if self.signal_data:
+            return _object_from_text(self.signal_data, "$.data.signalData")
+        return {}
 
 
 class CancelProcessInstance(Command, frozen=True):

@@ -8,6 +8,7 @@ import msgspec
 
 from commands.instances import (
     CancelProcessInstance,
+    EmbeddedJsonError,
     GetProcessInstanceHistory,
     GetProcessInstanceList,
     GetProcessInstanceState,
@@ -22,8 +23,6 @@ from handlers.errors import BadCommandData, InstanceNotFound
 from handlers.instance_steps import Applied, apply_step, load_definition_of
 from handlers.ports import InstanceFilter, Page
 from handlers.views import instance_summary, instance_view, paged
-
-_json_object = msgspec.json.Decoder(dict[str, Any])
 
 
 def _state_reply(message: str, applied: Applied, deps: Deps) -> Reply:
@@ -66,16 +65,10 @@ async def get_history(cmd: GetProcessInstanceHistory, ctx: RequestContext, deps:
 
 
 def _signal_payload(cmd: SignalProcessInstance) -> dict[str, Any]:
-    if cmd.callback_data is not None:
-        return dict(cmd.callback_data)
-    if cmd.signal_payload is not None:
-        return dict(cmd.signal_payload)
-    if cmd.signal_data:
-        try:
-            return _json_object.decode(cmd.signal_data)
-        except msgspec.DecodeError as exc:
-            raise BadCommandData(f"signalData must be a JSON object: {exc}", path="$.data.signalData") from None
-    return {}
+    try:
+        return cmd.payload()
+    except EmbeddedJsonError as exc:
+        raise BadCommandData(str(exc), path=exc.path) from None
 
 
 async def _signal_target(cmd: SignalProcessInstance, ctx: RequestContext, deps: Deps) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
-from commands.instances import StartProcessInstance
+from commands.instances import EmbeddedJsonError, StartProcessInstance
 from domain import engine
 from domain.errors import StartNodeNotFound
 from domain.model import Definition
@@ -19,8 +17,6 @@ from handlers.errors import BadCommandData, DefinitionNotFound, DuplicateInstanc
 from handlers.instance_steps import persist_side_records
 from handlers.ports import DefinitionRecord, DuplicateInstance, InstanceRecord, UnitOfWork
 from handlers.views import instance_view
-
-_json_object = msgspec.json.Decoder(dict[str, Any])
 
 
 async def _find_definition(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInstance) -> DefinitionRecord:
@@ -43,17 +39,10 @@ async def _find_definition(uow: UnitOfWork, ctx: RequestContext, cmd: StartProce
 
 
 def _start_variables(cmd: StartProcessInstance) -> dict[str, Any]:
-    variables: dict[str, Any] = {}
-    if cmd.runtime_context:
-        try:
-            variables.update(_json_object.decode(cmd.runtime_context))
-        except msgspec.DecodeError as exc:
-            raise BadCommandData(
-                f"runtimeContext must be a JSON object: {exc}", path="$.data.runtimeContext"
-            ) from None
-    if cmd.variables:
-        variables.update(cmd.variables)
-    return variables
+    try:
+        return cmd.start_variables()
+    except EmbeddedJsonError as exc:
+        raise BadCommandData(str(exc), path=exc.path) from None
 
 
 async def _inherited(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInstance) -> dict[str, Any]:
