@@ -15,7 +15,11 @@ with CreateProcessDefinitionCommand and one start is checked to end `completed` 
 Then each server in turn gets the same StartProcessInstanceCommand body over N keep-alive
 connections, a warm-up, and a measured window (bench/load.py). Only successful answers count.
 The table shows req/s, p50/p99 latency and errors per server, then the ratio flowcore/bare and
-whether the target (flowcore >= 0.5 x bare) is met.
+whether the target (flowcore >= 0.5 x bare) is met. It also shows the CPU each party used per
+answer during the window (read from /proc: the server process; PostgreSQL's postmaster and
+backends when the server is the embedded one; the load generator) and how busy the server process
+was: a Python server saturates one core, so its CPU per request sets its throughput, and that
+figure is far less sensitive to whatever else runs on the machine than req/s is.
 """
 
 from __future__ import annotations
@@ -348,6 +352,12 @@ def _print_profile(path: Path, limit: int = 30) -> None:
     stats.sort_stats("cumulative").print_stats(limit)
 
 
+def _server_cpu_per_request(rows: list[Row], prefix: str) -> float:
+    return statistics.median(
+        row.cpu.server / max(1, row.result.ok + row.result.errors) for row in rows if row.scenario.startswith(prefix)
+    )
+
+
 def _format_table(rows: list[Row]) -> str:
     header = ("scenario", "req/s", "p50 ms", "p99 ms", "errors", "server CPU", "CPU ms/req: server", "db", "client")
     cells = [header] + [
@@ -465,6 +475,9 @@ def run(args: argparse.Namespace) -> int:
         verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
         summary = "median req/s" if args.rounds > 1 else "req/s"
         print(f"\nratio flowcore/bare ({summary}): {ratio:.2f} — target >= {TARGET_RATIO} {verdict}")
+        cpu_ratio = _server_cpu_per_request(rows, "bare") / _server_cpu_per_request(rows, "flowcore")
+        print(f"server CPU per request, bare/flowcore: {cpu_ratio:.2f} (where the throughput ratio settles when "
+              "each server saturates its core and nothing else competes)")
         if profile_path is not None:
             _print_profile(profile_path)
         return 0 if ratio >= TARGET_RATIO or args.profile else 1
