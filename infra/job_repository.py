@@ -40,6 +40,7 @@ class PostgresJobRepository:
             if isinstance(effect, CancelJobs):
                 await self._db.execute(sql.CANCEL_TOKEN_JOBS, tenant_id, instance_guid, effect.token_id, now)
         rows: list[tuple[object, ...]] = []
+        calls: list[tuple[object, ...]] = []
         due_now = False
         for effect in effects:
             match effect:
@@ -52,10 +53,7 @@ class PostgresJobRepository:
                 case _:
                     raise TypeError(f"no job for effect {type(effect).__name__}")
             due_now = due_now or run_at <= now
-            key = idempotency_key(instance_guid, effect)
-            if isinstance(effect, CallService):
-                key = await self._fresh_call_key(tenant_id, instance_guid, effect.token_id, key)
-            rows.append(
+            (calls if isinstance(effect, CallService) else rows).append(
                 (
                     tenant_id,
                     instance_guid,
@@ -65,19 +63,16 @@ class PostgresJobRepository:
                     to_jsonb(effect),
                     max_attempts,
                     run_at,
-                    key,
+                    idempotency_key(instance_guid, effect),
                     now,
                 )
             )
+        if calls:
+            await self._db.executemany(sql.INSERT_CALL_JOB, calls)
         if rows:
             await self._db.executemany(sql.INSERT_JOB, rows)
-            if due_now:  # a timer for later wakes nobody: the workers' polling finds it in time
-                await self._db.execute(sql.NOTIFY_JOBS)
-
-    async def _fresh_call_key(self, tenant_id: str, instance_guid: str, token_id: int, key: str) -> str:
-        """The key as built, or `<key>~<n>` for the n-th visit of the token to the same task."""
-        earlier = await self._db.fetchval(sql.COUNT_CALLS_UNDER_KEY, tenant_id, instance_guid, token_id, key)
-        return key if not earlier else f"{key}~{earlier + 1}"
+        if due_now:  # a timer for later wakes nobody: the workers' polling finds it in time
+            await self._db.execute(sql.NOTIFY_JOBS)
 
     # -- the worker's feed-back transaction (see handlers.jobs) ---------------------------------
 

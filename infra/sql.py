@@ -168,12 +168,19 @@ WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND status = 'pend
 
 GET_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1"
 
-# Earlier service-call jobs under the same idempotency key ($4): a token that comes back to the
-# same service task (a loop) makes a new call, which must not look like a repeat of the old one.
-COUNT_CALLS_UNDER_KEY = """
-SELECT count(*) FROM jobs
-WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND kind = 'callService'
-  AND (idempotency_key = $4 OR starts_with(idempotency_key, $4 || '~'))"""
+# A service call's job, as INSERT_JOB, but a token that comes back to the same service task (a
+# loop) makes a new call which must not look like a repeat of the old one: its key ($9) gets
+# `~n` for the n-th job under that key.
+INSERT_CALL_JOB = """
+INSERT INTO jobs (tenant_id, instance_guid, token_id, node_id, kind, payload, max_attempts, run_at,
+    idempotency_key, created_at, updated_at)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8,
+    CASE WHEN earlier.n = 0 THEN $9 ELSE $9 || '~' || (earlier.n + 1) END, $10, $10
+FROM (
+    SELECT count(*) AS n FROM jobs
+    WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND kind = 'callService'
+      AND (idempotency_key = $9 OR starts_with(idempotency_key, $9 || '~'))
+) AS earlier"""
 
 # The worker serves every tenant, so claiming is the one job query not scoped by tenant.
 # A running job whose lease ran out belongs to a worker presumed dead and is claimed again.

@@ -122,10 +122,13 @@ async def test_release_hands_the_job_back_without_counting_the_claim(
     assert back is not None and (back.status, back.attempts, back.run_at, back.locked_by) == ("pending", 0, at(1), None)
 
 
-async def test_a_later_job_of_the_same_kind_supersedes_an_earlier_one(uow_factory: PostgresUnitOfWorkFactory) -> None:
+async def test_a_later_job_of_the_same_kind_supersedes_an_earlier_one(
+    uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool
+) -> None:
     await enqueue(uow_factory, call(1), ScheduleTimer(token_id=1, node_id="Wait", due_at=T0), call(2))
+    ids = {(r["token_id"], r["kind"]): r["id"] for r in await db_pool.fetch("SELECT id, token_id, kind FROM jobs")}
+    first_call, timer, other = ids[1, "callService"], ids[1, "scheduleTimer"], ids[2, "callService"]
     async with uow_factory() as uow:
-        first_call, timer, other = 1, 2, 3
         assert await uow.jobs.is_latest_for_token("acme", "i-1", 1, first_call)  # a timer is another kind
         assert await uow.jobs.is_latest_for_token("acme", "i-1", 1, timer)
         assert await uow.jobs.is_latest_for_token("acme", "i-1", 2, other)
