@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from domain.service_outcome import Outcome, classify
 from domain.transition import CallService
 from handlers.deps import Deps
+from handlers.errors import VersionConflict
 from handlers.jobs import CALL_SERVICE, SCHEDULE_TIMER, Backoff, ClaimedJob, Settled, fire_timer, lease_expired
 from handlers.jobs import record_call_outcome as record_outcome
 from handlers.ports import StorageUnavailable
@@ -229,6 +230,10 @@ class JobWorker:
         except asyncio.CancelledError:
             await self._release(ticket)
             raise
+        except (StorageUnavailable, VersionConflict) as exc:
+            # The job stays leased; when the lease runs out it is claimed again (an attempt).
+            log.warning("job %s of instance %s could not be fed back: %s", job.id, job.instance_guid, exc)
+            return None
         except Exception:
             # The job stays leased; when the lease runs out it is claimed again (an attempt).
             log.exception("job %s of instance %s could not be fed back", job.id, job.instance_guid)
