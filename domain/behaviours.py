@@ -206,7 +206,7 @@ def _service_task(run: Run, token: Token, node: Node) -> None:
     target = call.endpoint or call.connector_key or ""
     block(token, run.now, NodeStatus.EXECUTING,
           BlockedOn(kind=JOB, task_id=node.id, description=f"Calling {call.method} {target}",
-                    job_attempt=group, job_max_attempts=call.retries))
+                    job_attempt=1, job_max_attempts=call.retries + 1, attempt_group=group))
     run.effects.append(call)
     supervision.note_side_effect(run, token, node, f"{call.method} {target}")
     run.history.add("ServiceCallRequested", node=node, token=token,

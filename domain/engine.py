@@ -384,7 +384,7 @@ def retry_failed(
     changed = _merge(run, updated_variables or {})
     previous = token.blocked_on
     if node.kind is NodeKind.SERVICE_TASK:
-        run.attempt_groups[token.id] = (previous.job_attempt or 1) + 1 if previous is not None else 2
+        run.attempt_groups[token.id] = (previous.attempt_group or 1) + 1 if previous is not None else 2
     run.state.error = None
     token.blocked_on = None
     touch(token, now)

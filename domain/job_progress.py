@@ -3,11 +3,8 @@
 While the worker retries a call, the token stays blocked on its job; `note_job_attempt`
 records on it how far the job got (attempt n of m, next try at T, last error) so that
 `GetProcessInstanceStateCommand` can say why the token waits.
-
-The engine keeps the call's attempt group (bumped by RetryFailedTask, part of the idempotency
-key) in the job's `blockedOn.jobAttempt` until the first attempt is noted. Before the job's
-outcome is fed back, `with_attempt_group` puts the group back there, so the engine derives the
-next group from it exactly as it would have without the retries in between.
+The attempt group (bumped by RetryFailedTask, part of the idempotency key) has its own field
+on `blockedOn`, so noting attempts never disturbs it.
 """
 
 from __future__ import annotations
@@ -84,12 +81,3 @@ def note_job_attempt(
         },
     )
     return Transition(state=state, events=[event], effects=[])
-
-
-def with_attempt_group(state: InstanceState, *, token_id: int, node_id: str, attempt_group: int) -> InstanceState:
-    """A copy whose waiting token carries its call's attempt group again (see the module note)."""
-    state = copy_state(state)
-    token = _token(state, token_id, node_id)
-    assert token.blocked_on is not None
-    token.blocked_on = msgspec.structs.replace(token.blocked_on, job_attempt=attempt_group)
-    return state

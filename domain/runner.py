@@ -285,6 +285,7 @@ class Run:
             description=details or message,
             last_error=message,
             job_attempt=previous.job_attempt if previous is not None else None,
+            attempt_group=previous.attempt_group if previous is not None else None,
         )
         touch(token, self.now)
         if self.state.error is None:

@@ -71,8 +71,9 @@ class BlockedOn(Base):
     kind: str  # "userTask" | "job" | "message" | "timer" | "supervisedPause" | "join" | "error"
     task_id: str | None = None
     description: str = ""
-    job_attempt: int | None = None
-    job_max_attempts: int | None = None
+    job_attempt: int | None = None  # 1 until a call fails, then the number of the last failed attempt
+    job_max_attempts: int | None = None  # 1 + the task's Retries
+    attempt_group: int | None = None  # service calls: bumped by each RetryFailedTask (idempotency key part)
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     message_name: str | None = None

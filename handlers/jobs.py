@@ -113,11 +113,8 @@ async def record_call_outcome(deps: Deps, job: ClaimedJob, outcome: Outcome, bac
                     max_attempts=job.max_attempts, next_attempt_at=run_at, last_error=error, now=now,
                 )
             case GiveUp(message=message, details=details, error_code=code):
-                grouped = job_progress.with_attempt_group(
-                    state, token_id=job.token_id, node_id=job.node_id, attempt_group=job.attempt_group
-                )
                 return engine.fail_task(
-                    definition, grouped, token_id=job.token_id, message=message, details=details, error_code=code,
+                    definition, state, token_id=job.token_id, message=message, details=details, error_code=code,
                     now=now, ids=deps.ids, lookup=lookup, limits=deps.limits,
                 )
         raise TypeError(f"unknown plan {decided!r}")  # pragma: no cover - the match is exhaustive

@@ -68,8 +68,7 @@ def test_only_a_token_waiting_on_a_service_job_at_that_node_is_noted() -> None:
 
 
 def test_a_retry_after_noted_attempts_still_starts_the_next_attempt_group() -> None:
-    """Without restoring the group, the noted attempt number would seed the next group and two
-    retries could share an idempotency key."""
+    """Noting attempts must not disturb the attempt group, or two retries could share an idempotency key."""
     token_id, started = _started()
     state = started.state
     groups = []
@@ -80,9 +79,7 @@ def test_a_retry_after_noted_attempts_still_starts_the_next_attempt_group() -> N
         ).state
         [shown] = [t.blocked_on.job_attempt for t in state.tokens if t.id == token_id and t.blocked_on]
         assert shown == 2  # what the token shows meanwhile: the attempt
-        group = groups[-1] if groups else 1
-        grouped = job_progress.with_attempt_group(state, token_id=token_id, node_id="call", attempt_group=group)
-        failed = engine.fail_task(DEFINITION, grouped, token_id=token_id, message="HTTP 503", now=LATER, ids=Ids())
+        failed = engine.fail_task(DEFINITION, state, token_id=token_id, message="HTTP 503", now=LATER, ids=Ids())
         assert failed.state.status is InstanceStatus.ERROR
         retried = engine.retry_failed(
             DEFINITION, failed.state, updated_variables=None, comment=None, actor=None, now=LATER, ids=Ids()
