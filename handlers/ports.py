@@ -5,6 +5,7 @@ Every repository call takes the tenant first: there is no way to ask for a row w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -122,6 +123,10 @@ class DefinitionRepository(Protocol):
 class InstanceRepository(Protocol):
     async def add(self, record: InstanceRecord) -> None:
         """Insert a new instance; raises DuplicateInstance if the guid exists for the tenant."""
+        ...
+    async def add_with_history(self, record: InstanceRecord, events: Sequence[HistoryEvent]) -> None:
+        """Insert a new instance together with its first history events, as one atomic write;
+        raises DuplicateInstance, having written nothing, if the guid exists for the tenant."""
         ...
     async def get(self, tenant_id: str, instance_guid: str, *, for_update: bool = False) -> InstanceRecord | None: ...
     async def save(self, record: InstanceRecord, expected_row_version: int) -> bool:

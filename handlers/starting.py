@@ -14,7 +14,6 @@ from handlers.bus import Reply, RequestContext
 from handlers.called_processes import preload_called_processes
 from handlers.deps import Deps
 from handlers.errors import BadCommandData, DefinitionNotFound, DuplicateInstanceGuid, InstanceNotFound
-from handlers.instance_steps import persist_side_records
 from handlers.ports import DefinitionRecord, DuplicateInstance, InstanceRecord, UnitOfWork
 from handlers.views import instance_view
 
@@ -120,11 +119,12 @@ async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: D
             completed_at=state.completed_at,
         )
         try:
-            await uow.instances.add(record)
+            await uow.instances.add_with_history(record, transition.events)
         except DuplicateInstance:
             raise DuplicateInstanceGuid(
                 f"Process instance '{guid}' already exists.", details={"instanceGuid": guid}
             ) from None
-        await persist_side_records(uow, ctx.tenant_id, guid, transition, now)
+        if transition.effects:
+            await uow.jobs.enqueue(ctx.tenant_id, guid, transition.effects, now)
         await uow.commit()
     return Reply("Process instance started successfully", instance_view(record, definition, now=now))

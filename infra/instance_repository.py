@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 
-from domain.state import decode_state, encode_state
+import msgspec
+
+from domain.state import HistoryEvent, decode_state, encode_state
 from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, Page
 from infra import sql
 from infra.database import Db, Row
 from infra.jsonb import any_from_jsonb, to_jsonb
+
+_events_encoder = msgspec.json.Encoder()
 
 
 def _record(row: Row) -> InstanceRecord:
@@ -60,6 +65,32 @@ class PostgresInstanceRepository:
             record.completed_at,
         )
         if status != "INSERT 0 1":
+            raise DuplicateInstance(record.instance_guid)
+
+    async def add_with_history(self, record: InstanceRecord, events: Sequence[HistoryEvent]) -> None:
+        # The events travel as one JSON array the statement unpacks: one round trip for all of them.
+        inserted = await self._db.fetchval(
+            sql.INSERT_INSTANCE_WITH_HISTORY,
+            record.tenant_id,
+            record.instance_guid,
+            record.definition_id,
+            record.process_key,
+            record.process_name,
+            record.definition_version,
+            record.status,
+            record.execution_mode,
+            record.business_key,
+            record.correlation_key,
+            record.context_type,
+            to_jsonb(record.context_id),
+            encode_state(record.state),
+            record.row_version,
+            record.started_at,
+            record.updated_at,
+            record.completed_at,
+            _events_encoder.encode(events),
+        )
+        if inserted != 1:
             raise DuplicateInstance(record.instance_guid)
 
     async def get(self, tenant_id: str, instance_guid: str, *, for_update: bool = False) -> InstanceRecord | None:

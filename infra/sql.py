@@ -103,6 +103,25 @@ INSERT INTO process_instances ({_INSTANCE_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 ON CONFLICT (tenant_id, instance_guid) DO NOTHING"""
 
+# A new instance and its first history events as one statement (one round trip, atomic without an
+# explicit transaction). $18 is the events as a jsonb array in HistoryEvent's JSON shape; they are
+# written only when the instance row is, so a duplicate guid writes nothing and counts 0.
+INSERT_INSTANCE_WITH_HISTORY = f"""
+WITH inserted AS (
+    INSERT INTO process_instances ({_INSTANCE_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    ON CONFLICT (tenant_id, instance_guid) DO NOTHING
+    RETURNING tenant_id, instance_guid
+), history AS (
+    INSERT INTO instance_history (tenant_id, instance_guid, seq, event_type, at, node_id, node_name, node_type,
+        token_id, actor, comment, data)
+    SELECT inserted.tenant_id, inserted.instance_guid, e.seq, e."eventType", e.at, e."nodeId", e."nodeName",
+        e."nodeType", e."tokenId", e.actor, e.comment, e.data
+    FROM inserted, jsonb_to_recordset($18::jsonb) AS e(seq integer, "eventType" text, at timestamptz,
+        "nodeId" text, "nodeName" text, "nodeType" text, "tokenId" integer, actor text, comment text, data jsonb)
+)
+SELECT count(*) FROM inserted"""
+
 GET_INSTANCE = f"SELECT {_INSTANCE_COLUMNS} FROM process_instances WHERE tenant_id = $1 AND instance_guid = $2"
 GET_INSTANCE_FOR_UPDATE = GET_INSTANCE + " FOR UPDATE"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -114,6 +115,11 @@ class FakeInstances:
         if key in self.s.instances:
             raise DuplicateInstance(record.instance_guid)
         self.s.instances[key] = record
+
+    async def add_with_history(self, record: InstanceRecord, events: Sequence[HistoryEvent]) -> None:
+        await self.add(record)
+        if events:
+            self.s.history.setdefault((record.tenant_id, record.instance_guid), []).extend(events)
 
     async def get(self, tenant_id: str, instance_guid: str, *, for_update: bool = False) -> InstanceRecord | None:
         return self.s.instances.get((tenant_id, instance_guid))

@@ -5,7 +5,7 @@ import asyncio
 import msgspec
 import pytest
 
-from domain.state import InstanceStatus, Token
+from domain.state import HistoryEvent, InstanceStatus, Token
 from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, Page
 from infra.unit_of_work import PostgresUnitOfWorkFactory
 from tests.infra.records import at, instance
@@ -185,3 +185,48 @@ async def test_tenants_never_see_each_others_instances(uow_factory: PostgresUnit
         assert await uow.instances.save(stolen, expected_row_version=1) is False
         await uow.commit()
     assert await load(uow_factory, "i-1") == mine
+
+
+async def test_add_with_history_stores_the_instance_and_every_event_field(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
+    record = instance("i-1", context_id={"id": 7})
+    events = [
+        HistoryEvent(
+            seq=1, event_type="TaskFailed", at=at(1), node_id="review", node_name="Review", node_type="userTask",
+            token_id=3, actor="ada", comment="looks wrong", data={"error": {"code": "E1"}, "list": [1, None, "x"]},
+        ),
+        HistoryEvent(seq=2, event_type="InstanceStarted", at=at(2.5)),
+    ]
+    async with uow_factory() as uow:
+        await uow.instances.add_with_history(record, events)
+        await uow.commit()
+    assert await load(uow_factory, "i-1") == record
+    async with uow_factory() as uow:
+        stored, total = await uow.history.page("acme", "i-1", Page())
+        other_tenant, other_total = await uow.history.page("globex", "i-1", Page())
+    assert total == 2 and stored == events[::-1]
+    assert (other_tenant, other_total) == ([], 0)
+
+
+async def test_add_with_history_of_a_duplicate_guid_writes_nothing(uow_factory: PostgresUnitOfWorkFactory) -> None:
+    first = HistoryEvent(seq=1, event_type="InstanceStarted", at=at(1))
+    async with uow_factory() as uow:
+        await uow.instances.add_with_history(instance("i-1"), [first])
+        await uow.commit()
+    async with uow_factory() as uow:
+        with pytest.raises(DuplicateInstance):
+            await uow.instances.add_with_history(
+                instance("i-1", business_key="second"),
+                [HistoryEvent(seq=5, event_type="TaskCompleted", at=at(2))],
+            )
+        # the same guid in another tenant is a different instance, with its own history
+        await uow.instances.add_with_history(instance("i-1", tenant="globex"), [first])
+        await uow.commit()
+    kept = await load(uow_factory, "i-1")
+    assert kept is not None and kept.business_key is None
+    async with uow_factory() as uow:
+        acme, _ = await uow.history.page("acme", "i-1", Page())
+        globex, _ = await uow.history.page("globex", "i-1", Page())
+    assert acme == [first] and globex == [first]
+    assert await load(uow_factory, "i-1", tenant="globex") is not None
