@@ -121,10 +121,27 @@ async def configure_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no type hints
+    """A pool connection released without asyncpg's reset query, one round trip per release less.
+
+    That query undoes session state: advisory locks, cursors, LISTEN and SET. flowcore leaves none
+    on a connection it hands back: it sets nothing per session and opens no cursors, migrations
+    unlock their advisory lock explicitly, and the job listener unlistens before release (or
+    terminates the connection when it cannot). An open transaction is still rolled back on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
     with translated_errors():
         pool: asyncpg.Pool = await asyncpg.create_pool(
-            dsn, min_size=min(min_size, max_size), max_size=max_size, init=configure_connection
+            dsn,
+            min_size=min(min_size, max_size),
+            max_size=max_size,
+            init=configure_connection,
+            connection_class=PooledConnection,
         )
         return pool
 

@@ -182,7 +182,11 @@ class PostgresJobStore:
             finally:
                 connection.remove_termination_listener(terminated)
                 if not connection.is_closed():
-                    with contextlib.suppress(Exception):
+                    try:
                         await connection.remove_listener(sql.JOBS_CHANNEL, notified)
+                    except Exception:
+                        # Released connections are not reset (infra.database.PooledConnection):
+                        # one still listening must not go back to the pool.
+                        connection.terminate()
         finally:
             await self._pool.release(connection)

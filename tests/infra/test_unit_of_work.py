@@ -5,6 +5,7 @@ import pytest
 
 from handlers.ports import StorageUnavailable, StoredResponse
 from infra.database import Db, UniqueViolation, create_pool
+from infra.job_store import PostgresJobStore
 from infra.unit_of_work import PostgresUnitOfWorkFactory
 from tests.infra.records import T0, new_definition
 
@@ -90,6 +91,25 @@ async def test_unique_violations_are_translated(db_pool: asyncpg.Pool) -> None:
         with pytest.raises(UniqueViolation) as raised:
             await db.execute(insert)
     assert raised.value.constraint == "idempotency_keys_pkey"
+
+
+async def test_release_leaves_no_transaction_and_no_listener_behind(db_dsn: str) -> None:
+    # Released connections skip asyncpg's reset query; what it would undo must be undone anyway.
+    pool = await create_pool(db_dsn, max_size=1)
+    try:
+        connection = await pool.acquire()
+        await connection.execute("BEGIN")
+        await connection.execute("INSERT INTO idempotency_keys VALUES ('acme', 'k', 'h', '00', 200, '', now())")
+        await pool.release(connection)
+        async with PostgresJobStore(pool).listening(lambda: None):
+            with pytest.raises(TimeoutError):  # the pool's one connection is the listener's
+                await pool.acquire(timeout=0.1)
+        async with pool.acquire() as connection:
+            assert not connection.is_in_transaction()
+            assert await connection.fetchval("SELECT count(*) FROM idempotency_keys") == 0
+            assert await connection.fetch("SELECT pg_listening_channels()") == []
+    finally:
+        await pool.close()
 
 
 def _response() -> StoredResponse:
