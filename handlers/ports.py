@@ -189,6 +189,14 @@ class UnitOfWork(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
     async def commit(self) -> None: ...
+    def autocommit(self) -> None:
+        """Before the unit's first statement: let each statement commit on its own until begin().
+        Only for a unit that reads and then makes at most one write, a single repository call that
+        is atomic by itself (e.g. InstanceRepository.add_with_history); it saves BEGIN and COMMIT."""
+        ...
+    async def begin(self) -> None:
+        """Open the transaction now if it is not open yet: every later write commits together."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):

@@ -77,6 +77,9 @@ def choose_start_node(definition: Definition, process_key: str, cmd: StartProces
 
 async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: Deps) -> Reply:
     async with deps.uow() as uow:
+        # Plain reads, then one atomic write (plus jobs, which open a transaction first): without
+        # effects the start needs no BEGIN and COMMIT of its own.
+        uow.autocommit()
         stored = await _find_definition(uow, ctx, cmd)
         definition = deps.definitions.get(stored)
         process_key = cmd.process_key if cmd.process_key in definition.processes else None
@@ -118,6 +121,8 @@ async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: D
             updated_at=now,
             completed_at=state.completed_at,
         )
+        if transition.effects:
+            await uow.begin()  # the jobs commit with the instance, or neither does
         try:
             await uow.instances.add_with_history(record, transition.events)
         except DuplicateInstance:

@@ -60,37 +60,61 @@ def translated_errors() -> Iterator[None]:
 
 
 class Db:
-    """One connection whose calls raise flowcore's exceptions instead of the driver's."""
+    """One connection whose calls raise flowcore's exceptions instead of the driver's.
+
+    `deferred`, when set, is a transaction not yet started: it starts just before the next
+    statement (a unit of work that sends nothing never opens one)."""
+
+    __slots__ = ("connection", "deferred")
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
+        self.deferred: asyncpg.transaction.Transaction | None = None
+
+    async def start_deferred(self) -> None:
+        transaction, self.deferred = self.deferred, None
+        if transaction is not None:
+            with translated_errors():
+                await transaction.start()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
+        if self.deferred is not None:
+            await self.start_deferred()
         with translated_errors():
             async with self.connection.transaction():
                 yield
 
     async def execute(self, query: str, *args: object) -> str:
+        if self.deferred is not None:
+            await self.start_deferred()
         with translated_errors():
             status: str = await self.connection.execute(query, *args)
             return status
 
     async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None:
+        if self.deferred is not None:
+            await self.start_deferred()
         with translated_errors():
             await self.connection.executemany(query, args)
 
     async def fetch(self, query: str, *args: object) -> list[Row]:
+        if self.deferred is not None:
+            await self.start_deferred()
         with translated_errors():
             rows: list[Row] = await self.connection.fetch(query, *args)
             return rows
 
     async def fetchrow(self, query: str, *args: object) -> Row | None:
+        if self.deferred is not None:
+            await self.start_deferred()
         with translated_errors():
             row: Row | None = await self.connection.fetchrow(query, *args)
             return row
 
     async def fetchval(self, query: str, *args: object) -> Any:
+        if self.deferred is not None:
+            await self.start_deferred()
         with translated_errors():
             return await self.connection.fetchval(query, *args)
 

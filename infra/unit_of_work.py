@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Self
 
@@ -23,7 +24,11 @@ from infra.job_repository import PostgresJobRepository
 
 
 class PostgresUnitOfWork:
-    """`async with uow:` begins; commit() commits; leaving the block without it rolls back."""
+    """`async with uow:` takes a connection; the transaction begins with the first statement (or
+    begin()); commit() commits; leaving the block without it rolls back.
+
+    autocommit(), before any statement, leaves each statement to commit on its own until begin():
+    for a unit that reads and then makes one write that is atomic by itself."""
 
     definitions: DefinitionRepository
     instances: InstanceRepository
@@ -35,6 +40,7 @@ class PostgresUnitOfWork:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self._connection: asyncpg.Connection | None = None
+        self._db: Db | None = None
         self._transaction: asyncpg.transaction.Transaction | None = None
         self._committed = False
 
@@ -43,15 +49,10 @@ class PostgresUnitOfWork:
             raise RuntimeError("a unit of work is entered once; ask the factory for a new one")
         with translated_errors():
             connection = await self._pool.acquire(timeout=self._acquire_timeout)
-        try:
-            transaction = connection.transaction()
-            with translated_errors():
-                await transaction.start()
-        except BaseException:
-            await self._pool.release(connection)
-            raise
-        self._connection, self._transaction = connection, transaction
+        transaction = connection.transaction()
         db = Db(connection)
+        db.deferred = transaction  # BEGIN goes out with the first statement, not as a round trip of its own
+        self._connection, self._db, self._transaction = connection, db, transaction
         self.definitions = PostgresDefinitionRepository(db)
         self.instances = PostgresInstanceRepository(db)
         self.history = PostgresHistoryRepository(db)
@@ -59,28 +60,51 @@ class PostgresUnitOfWork:
         self.idempotency = PostgresIdempotencyRepository(db)
         return self
 
+    def _entered(self) -> Db:
+        if self._db is None or self._connection is None:
+            raise RuntimeError("a unit of work is used inside `async with`")
+        return self._db
+
+    def autocommit(self) -> None:
+        db = self._entered()
+        if db.deferred is None:
+            raise RuntimeError("autocommit() comes before the unit's first statement")
+        db.deferred = self._transaction = None
+
+    async def begin(self) -> None:
+        db = self._entered()
+        if self._transaction is None:  # in autocommit until now
+            assert self._connection is not None
+            self._transaction = db.deferred = self._connection.transaction()
+        await db.start_deferred()
+
     async def commit(self) -> None:
-        if self._transaction is None:
-            raise RuntimeError("commit() outside `async with`")
-        with translated_errors():
-            await self._transaction.commit()
+        db = self._entered()
+        if db.deferred is not None:
+            db.deferred = self._transaction = None  # nothing was sent: nothing to commit
+        elif self._transaction is not None:
+            with translated_errors():
+                await self._transaction.commit()
         self._committed = True
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        connection, transaction = self._connection, self._transaction
-        if connection is None or transaction is None:
+        connection, db, transaction = self._connection, self._db, self._transaction
+        if connection is None or db is None:
             return
-        self._transaction = None
+        self._db = self._transaction = None
         try:
-            if not self._committed:
+            if transaction is not None and db.deferred is None and not self._committed:
                 try:
                     await transaction.rollback()
                 except Exception:
                     # The connection is broken or confused: never hand it back with a transaction open.
-                    connection.terminate()
+                    # (One the server closed is already back in the pool, detached: nothing to end.)
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        connection.terminate()
         finally:
+            db.deferred = None
             await self._pool.release(connection)
 
 

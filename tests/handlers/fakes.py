@@ -255,6 +255,12 @@ class FakeUnitOfWork:
     ) -> None:
         self._staged = Store()
 
+    def autocommit(self) -> None:
+        pass  # the callers make one write and commit at once, so staging until commit() is the same
+
+    async def begin(self) -> None:
+        pass
+
     async def commit(self) -> None:
         staged = self._staged
         staged.commits = self._committed.commits + 1

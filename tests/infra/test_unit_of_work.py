@@ -41,6 +41,32 @@ async def test_commit_makes_every_repository_write_durable_together(
         assert await uow.idempotency.get("acme", "k", T0) == _response()
 
 
+async def test_in_autocommit_each_statement_commits_on_its_own_until_begin(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
+    async with uow_factory() as uow:
+        uow.autocommit()
+        await uow.idempotency.put("acme", "alone", _response(), T0)
+        await uow.begin()
+        await uow.idempotency.put("acme", "together-1", _response(), T0)
+        await uow.idempotency.put("acme", "together-2", _response(), T0)
+        # no commit: what came after begin() is rolled back, the write before it stays
+    async with uow_factory() as uow:
+        assert await uow.idempotency.get("acme", "alone", T0) == _response()
+        assert await uow.idempotency.get("acme", "together-1", T0) is None
+        assert await uow.idempotency.get("acme", "together-2", T0) is None
+
+
+async def test_autocommit_is_refused_once_the_transaction_has_begun(uow_factory: PostgresUnitOfWorkFactory) -> None:
+    async with uow_factory() as uow:
+        await uow.definitions.latest("acme", "loan")
+        with pytest.raises(RuntimeError):
+            uow.autocommit()
+        await uow.idempotency.put("acme", "k", _response(), T0)
+    async with uow_factory() as uow:
+        assert await uow.idempotency.get("acme", "k", T0) is None
+
+
 async def test_connections_go_back_to_the_pool(uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool) -> None:
     for n in range(db_pool.get_max_size() * 3):
         if n % 2:
@@ -51,6 +77,11 @@ async def test_connections_go_back_to_the_pool(uow_factory: PostgresUnitOfWorkFa
             with pytest.raises(RuntimeError):
                 async with uow_factory() as uow:
                     raise RuntimeError
+        async with uow_factory() as uow:  # sends nothing, so it never opens a transaction
+            await uow.commit()
+        async with uow_factory() as uow:
+            uow.autocommit()
+            await uow.definitions.latest("acme", "loan")
     assert db_pool.get_idle_size() == db_pool.get_size()
 
 
