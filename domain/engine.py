@@ -189,10 +189,11 @@ def _select_token(run: Run, token_id: int | None, task_id: str | None) -> Token:
             raise TaskNotWaiting(f"Token {token_id} is not waiting at task '{task_id}'.")
         return token
     if task_id is not None:
-        for token in _waiting(run, COMPLETABLE_WAITS):
+        # Only waits a client may end: a service call or a timer is completed by its job, never by a signal.
+        for token in _waiting(run, SIGNALLED_WAITS):
             if token.current_node_id == task_id:
                 return token
-        raise TaskNotWaiting(f"Task '{task_id}' is not waiting.")
+        raise TaskNotWaiting(f"Task '{task_id}' is not waiting for a signal.")
     waiting = _waiting(run, SIGNALLED_WAITS)
     if not waiting:
         raise TaskNotWaiting(f"No task is waiting for a signal in instance '{run.state.instance_guid}'.")

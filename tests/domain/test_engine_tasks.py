@@ -103,7 +103,7 @@ def test_task_selection_by_task_id_token_id_or_the_only_one() -> None:
     assert several.value.message == "Several tasks are waiting; name one with taskId: a, b."
     with pytest.raises(TaskNotWaiting) as missing:
         engine.complete_task(definition, state, now=NOW, ids=Ids(), task_id="zzz")
-    assert missing.value.message == "Task 'zzz' is not waiting."
+    assert missing.value.message == "Task 'zzz' is not waiting for a signal."
     with pytest.raises(TaskNotWaiting, match=r"Token 99 is not waiting on a task\."):
         engine.complete_task(definition, state, now=NOW, ids=Ids(), token_id=99)
     after_a = engine.complete_task(definition, state, now=NOW, ids=Ids(), task_id="a").state
@@ -178,6 +178,11 @@ def test_service_task_requests_a_call_and_completes_with_the_response() -> None:
         token.blocked_on is not None and token.blocked_on.kind == "job" and token.blocked_on.job_attempt == 1
     )
     assert [e.event_type for e in started.events] == ["InstanceStarted", "ServiceCallRequested"]
+    # a client's signal naming the task must not stand in for the service's answer
+    with pytest.raises(TaskNotWaiting, match="not waiting for a signal"):
+        engine.complete_task(definition, state, now=NOW, ids=Ids(), task_id="call", result={"forged": True})
+    with pytest.raises(TaskNotWaiting):
+        engine.complete_task(definition, state, now=NOW, ids=Ids(), result={"forged": True})
     done = engine.complete_task(
         definition, state, now=NOW, ids=Ids(), token_id=token.id, result={"result": {"score": 9}}
     ).state
