@@ -37,7 +37,14 @@ def after_duration(now: datetime, text: str) -> datetime:
     match = _DURATION.fullmatch(text)
     if match is None or text in ("P", "PT") or text.endswith("T"):
         raise TimerProblem(f"'{text}' is not an ISO-8601 duration such as PT5M or P1DT2H.")
-    part = {k: v for k, v in match.groupdict().items() if v is not None}
+    try:
+        return _shifted(now, {k: v for k, v in match.groupdict().items() if v is not None})
+    except (OverflowError, ValueError):
+        # Python's dates end at year 9999; a duration past that is a modelling error, not a crash.
+        raise TimerProblem(f"'{text}' lies beyond the latest date a timer can wait for.") from None
+
+
+def _shifted(now: datetime, part: dict[str, str]) -> datetime:
     moment = _add_months(now, int(part.get("years", 0)) * 12 + int(part.get("months", 0)))
     return moment + timedelta(
         weeks=int(part.get("weeks", 0)),

@@ -80,6 +80,13 @@ def test_unusable_timer_fails_the_instance() -> None:
     )
 
 
+@pytest.mark.parametrize("duration", ["P9999Y", "PT999999999999H", "P99999999999999999999D"])
+def test_a_duration_past_the_last_date_fails_the_instance_not_the_command(duration: str) -> None:
+    state = begin(_timed("timeDuration", duration)).state
+    assert state.status is InstanceStatus.ERROR
+    assert state.error is not None and "beyond the latest date" in state.error.error_message
+
+
 def test_terminate_and_cancel_cancel_the_timer_job() -> None:
     definition = model(
         start(),
