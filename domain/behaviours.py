@@ -203,14 +203,14 @@ def _service_task(run: Run, token: Token, node: Node) -> None:
         message = exc.message if isinstance(exc, ScriptError) else str(exc)
         run.fail(token, node, f"Service task {gateways.label(node)} could not be prepared: {message}")
         return
-    target = call.endpoint or call.connector_key or ""
+    target = service_calls.shown_target(call)
     block(token, run.now, NodeStatus.EXECUTING,
           BlockedOn(kind=JOB, task_id=node.id, description=f"Calling {call.method} {target}",
                     job_attempt=1, job_max_attempts=call.retries + 1, attempt_group=group))
     run.effects.append(call)
     supervision.note_side_effect(run, token, node, f"{call.method} {target}")
     run.history.add("ServiceCallRequested", node=node, token=token,
-                    data={"endpoint": call.endpoint, "method": call.method, "attemptGroup": group})
+                    data={"endpoint": target, "method": call.method, "attemptGroup": group})
 
 
 def _call_activity(run: Run, token: Token, node: Node) -> None:

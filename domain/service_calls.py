@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from domain import scripting
 from domain.graph_index import GraphIndex
@@ -83,3 +84,20 @@ def build_call(
         attempt_group=attempt_group,
         bpmn_error_field=node.prop("BpmnErrorField"),
     )
+
+def shown_url(url: str) -> str:
+    """The URL fit for logs and error messages: no credentials, no query, no fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def shown_target(call: CallService) -> str:
+    """What a call is shown as in state, history and messages: secrets in a URL stay out of them."""
+    return shown_url(call.endpoint) if call.endpoint else (call.connector_key or "")

@@ -17,11 +17,12 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 
+from domain.service_calls import shown_target, shown_url
 from domain.service_outcome import CallResult
 from domain.transition import CallService
 from infra.settings import ConnectorSettings
@@ -44,17 +45,6 @@ def new_client(*, max_connections: int = 100) -> httpx.AsyncClient:
     )
 
 
-def shown_url(url: str) -> str:
-    """The URL fit for logs and error messages: no credentials, no query, no fragment."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _join(base: str, path: str | None) -> str:
@@ -124,7 +114,7 @@ class HttpCaller:
         method = call.method.upper()
         target = self._target(call)
         if isinstance(target, str):
-            return CallResult(target=f"{method} {call.endpoint or call.connector_key or ''}", setup_error=target)
+            return CallResult(target=f"{method} {shown_target(call)}", setup_error=target)
         url, headers = target
         shown = f"{method} {shown_url(url)}"
         if method not in _METHODS:

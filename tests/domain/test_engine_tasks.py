@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from domain import engine
@@ -188,6 +189,17 @@ def test_service_task_requests_a_call_and_completes_with_the_response() -> None:
     ).state
     assert done.status is InstanceStatus.COMPLETED
     assert done.variables["score"] == 9 and done.variables["after"] is True
+
+
+def test_a_secret_in_the_endpoint_query_stays_out_of_state_and_history() -> None:
+    definition = _service_model({"Endpoint": "https://user:pw@api.test/score?api_key=${key}"})
+    started = begin(definition, {"key": "TOPSECRET"})
+    [call] = started.effects
+    assert isinstance(call, CallService) and call.endpoint is not None and "TOPSECRET" in call.endpoint
+    # the variables hold the key by design; tokens (blockedOn) and history must not
+    shown = msgspec.json.encode(started.state.tokens) + b"".join(msgspec.json.encode(e) for e in started.events)
+    assert b"TOPSECRET" not in shown and b"pw@" not in shown
+    assert b"https://api.test/score" in shown
 
 
 def test_service_task_default_payload_is_every_variable_and_result_default_variable() -> None:

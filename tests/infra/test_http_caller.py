@@ -13,9 +13,10 @@ import pytest
 import pytest_asyncio
 import respx
 
+from domain.service_calls import shown_url
 from domain.service_outcome import BpmnErrorRaised, Permanent, Retryable, Succeeded, classify
 from domain.transition import CallService
-from infra.http_caller import HttpCaller, new_client, shown_url
+from infra.http_caller import HttpCaller, new_client
 from infra.settings import ConnectorSettings
 
 KEY = "inst-1:3:Score:1"
