@@ -23,6 +23,11 @@ class InstanceNotFound(NotFound):
         super().__init__(f"Process instance '{instance_guid}' not found.")
 
 
+class CorrelatedInstanceNotFound(InstanceNotFound):
+    def __init__(self, correlation_key: str) -> None:
+        NotFound.__init__(self, f"No process instance with correlation key '{correlation_key}' found.")
+
+
 class VersionConflict(DomainError):
     """Another command changed the instance first, every time we retried."""
 

@@ -19,7 +19,7 @@ from commands.instances import (
 from domain import engine
 from handlers.bus import Reply, RequestContext
 from handlers.deps import Deps
-from handlers.errors import BadCommandData, InstanceNotFound
+from handlers.errors import BadCommandData, CorrelatedInstanceNotFound, InstanceNotFound
 from handlers.instance_steps import Applied, apply_step, load_definition_of
 from handlers.ports import InstanceFilter, Page
 from handlers.views import instance_summary, instance_view, paged
@@ -79,7 +79,7 @@ async def _signal_target(cmd: SignalProcessInstance, ctx: RequestContext, deps: 
     async with deps.uow() as uow:
         record = await uow.instances.by_correlation_key(ctx.tenant_id, cmd.correlation_key)
     if record is None:
-        raise InstanceNotFound(cmd.correlation_key)
+        raise CorrelatedInstanceNotFound(cmd.correlation_key)
     return record.instance_guid
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from domain import view
-from domain.model import Definition
+from domain.model import TASK_KINDS, Definition
 from domain.state import ExecutionMode, InstanceState, InstanceStatus, Token
 from handlers.ports import DefinitionRecord, InstanceRecord
 
@@ -102,7 +102,7 @@ def instance_view(
         _add_supervision(out, definition, state, waiting[0] if waiting else None)
     if _finished(state):
         out["summary"] = {
-            "totalTasks": len(state.completed_tasks),
+            "totalTasks": _executed_tasks(definition, state),
             "totalDuration": format_duration(record.started_at, state.completed_at),
             "outcome": state.outcome,
         }
@@ -132,6 +132,12 @@ def _add_supervision(
     previous = view.previous_task(state)
     if previous is not None:
         out["previousTask"] = previous
+
+
+def _executed_tasks(definition: Definition, state: InstanceState) -> int:
+    """Tasks run, not the events and gateways `completedTasks` also lists."""
+    kinds = {node.id: node.kind for process in definition.processes.values() for node in process.nodes.values()}
+    return sum(1 for node_id in state.completed_tasks if kinds.get(node_id) in TASK_KINDS)
 
 
 def instance_summary(record: InstanceRecord) -> dict[str, Any]:
