@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import signal
 import socket
@@ -28,6 +29,17 @@ log = logging.getLogger("flowcore")
 # Requests still running when a stop is asked for get this long to finish.
 GRACEFUL_SECONDS = 30
 
+# A start allocates thousands of short-lived objects; at the default threshold (700) a young
+# collection ran every few requests, scanning whatever the requests in flight held at the time.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Once started: what startup built (modules, parsed schemas, the app) lives as long as the
+    process, so later collections need not scan it again; young collections run less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 class FlowcoreServer(uvicorn.Server):
     """uvicorn's server, closing flowcore's door the moment a stop signal arrives."""
@@ -43,6 +55,7 @@ class FlowcoreServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            tune_gc()
             for server in self.servers:
                 for sock in server.sockets:
                     host, port = sock.getsockname()[:2]

@@ -118,3 +118,20 @@ def test_log_records_carry_the_request_id() -> None:
     outside = logging.LogRecord("flowcore", logging.INFO, __file__, 1, "hello", None, None)
     RequestIdFilter().filter(outside)
     assert getattr(outside, "request_id", None) == "-"
+
+
+def test_once_started_the_server_freezes_what_startup_built_and_collects_less_often() -> None:
+    import gc
+
+    from app.cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    built_at_startup = [object()]
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        assert all(o is not built_at_startup for o in gc.get_objects())  # frozen: no longer scanned
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
