@@ -62,6 +62,10 @@ def execute(run: Run, token: Token, node: Node, *, gate: bool) -> None:
 
 
 def _pass_gate(run: Run, token: Token, node: Node) -> bool:
+    unrun = run.index_for(token.process_key).unrun.get(node.id)
+    if unrun is not None:
+        run.fail(token, node, f"{gateways.label(node)} cannot run as drawn: {unrun}.")
+        return False
     kind = node.kind
     if kind is NodeKind.PARALLEL_GATEWAY and len(node.incoming) > 1:
         return gateways.arrive(run, token, node, gateways.JoinRule.PARALLEL)

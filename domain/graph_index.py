@@ -20,7 +20,7 @@ _CACHE_SIZE = 256
 class GraphIndex:
     """Per-graph tables: outgoing flows, scope entry nodes, reachability, parsed JSON properties."""
 
-    __slots__ = ("_json", "_reach", "entries", "graph", "incoming_count", "outgoing")
+    __slots__ = ("_json", "_reach", "entries", "graph", "incoming_count", "outgoing", "unrun")
 
     def __init__(self, graph: ProcessGraph) -> None:
         self.graph = graph
@@ -32,6 +32,7 @@ class GraphIndex:
         self.entries: dict[str, tuple[str, ...]] = _scope_entries(graph)
         self._reach: dict[str, frozenset[str]] = {}
         self._json: dict[tuple[str, str], Any] = {}
+        self.unrun: dict[str, str] = _unrun_attachments(graph)
 
     def can_reach(self, target: str) -> frozenset[str]:
         """Ids of the nodes from which a token can travel to `target` (boundary events included)."""
@@ -135,3 +136,23 @@ def global_task_graph(task: Node) -> ProcessGraph:
     if len(_global_graphs) > _CACHE_SIZE:
         _global_graphs.popitem(last=False)
     return graph
+
+
+# Boundary events the engine can honour; the others would silently never fire.
+_RUN_BOUNDARY_KINDS = frozenset({EventKind.ERROR})
+
+
+def _unrun_attachments(graph: ProcessGraph) -> dict[str, str]:
+    """Node id (an activity, or a scope's start event) -> why the model cannot run as drawn there:
+    a boundary event or an event subprocess of a kind flowcore does not trigger yet."""
+    found: dict[str, str] = {}
+    for node in graph.nodes.values():
+        if node.kind is NodeKind.BOUNDARY_EVENT and node.attached_to:
+            kinds = [e.kind for e in node.events] or [EventKind.NONE]
+            if any(k not in _RUN_BOUNDARY_KINDS for k in kinds):
+                names = ", ".join(k.value for k in kinds)
+                found.setdefault(node.attached_to, f"its {names} boundary event '{node.id}' is not supported yet")
+        elif node.kind is NodeKind.SUB_PROCESS and node.triggered_by_event:
+            for start_id in graph.scope_starts.get(node.scope or "", ()):
+                found.setdefault(start_id, f"event subprocess '{node.id}' in its scope is not supported yet")
+    return found
