@@ -16,6 +16,7 @@ from app.middleware import request_info
 from commands.base import Command
 from commands.registry import QUERIES
 from handlers.bus import Bus, RequestContext
+from handlers.errors import VersionConflict
 
 log = logging.getLogger("flowcore.endpoint")
 
@@ -68,7 +69,8 @@ def _failure(exc: Exception, request_id: str, cmd: str | None) -> Outcome:
     if is_internal(exc):
         log.error("command %s failed", cmd or "-", exc_info=exc)
     failure = failure_for(exc, request_id)
-    return Outcome(failure.status_code, failure.http_status, encode_failure(failure, request_id))
+    body = encode_failure(failure, request_id)
+    return Outcome(failure.status_code, failure.http_status, body, retryable=isinstance(exc, VersionConflict))
 
 
 async def _execute(bus: Bus, command: Command, ctx: RequestContext, cmd: str) -> Outcome:

@@ -30,6 +30,7 @@ class Outcome:
     status_code: str
     http_status: int
     body: bytes
+    retryable: bool = False  # a lost race: the same command may well succeed, so never replay it
 
 
 def request_digest(body: bytes) -> str:
@@ -82,7 +83,7 @@ async def run_once(
             return Outcome(stored.status_code, stored.http_status, stored.body)
 
         outcome = await execute()
-        if outcome.status_code in _NOT_DEFINITIVE:
+        if outcome.retryable or outcome.status_code in _NOT_DEFINITIVE:
             return outcome
         response = StoredResponse(
             request_hash=digest, status_code=outcome.status_code, http_status=outcome.http_status,

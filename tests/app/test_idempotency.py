@@ -13,7 +13,7 @@ from app.idempotency import KeyLocks
 from commands.instances import GetProcessInstanceState, StartProcessInstance
 from handlers.bus import Reply, RequestContext
 from handlers.deps import Deps
-from handlers.errors import InstanceNotFound
+from handlers.errors import InstanceNotFound, VersionConflict
 from handlers.ports import StorageUnavailable
 from tests.app.harness import JSON, build, envelope, running
 
@@ -104,14 +104,16 @@ async def test_a_definitive_failure_is_stored_and_replayed() -> None:
     assert first.content == second.content
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("boom"), StorageUnavailable("down")])
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("boom"), StorageUnavailable("down"), VersionConflict("changed by another command")]
+)
 async def test_retryable_answers_are_not_stored(exc: BaseException) -> None:
     handler = Counting(fail_first=exc)
     async with running(build({StartProcessInstance: handler}).app) as client:
         first = await client.post(URL, **_start("k-1"))
         second = await client.post(URL, **_start("k-1"))
         third = await client.post(URL, **_start("k-1"))
-    assert first.status_code in (500, 503)
+    assert first.status_code in (500, 503, 409)
     assert second.status_code == 200
     assert third.content == second.content
     assert handler.runs == 2
