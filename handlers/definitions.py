@@ -11,12 +11,14 @@ from commands.definitions import (
     GetProcessDefinitionList,
     UpdateProcessDefinition,
 )
+from domain import engine
 from domain.definition_loader import load_definition
 from domain.errors import InvalidStateForCommand
 from domain.model import Definition
 from handlers.bus import Reply, RequestContext
 from handlers.deps import Deps
-from handlers.errors import BadCommandData, DefinitionNotFound
+from handlers.errors import BadCommandData, DefinitionNotFound, VersionConflict
+from handlers.instance_steps import persist_side_records, record_from
 from handlers.ports import DefinitionFilter, DefinitionRecord, NewDefinition, Page, UnitOfWork
 from handlers.views import definition_view, paged
 
@@ -146,6 +148,23 @@ async def delete_definition(cmd: DeleteProcessDefinition, ctx: RequestContext, d
                 "cancel them first or delete with force=true.",
                 details={"activeInstances": active},
             )
+        if active:
+            await _cancel_instances_of(uow, ctx, deps, record)
         await uow.definitions.delete(ctx.tenant_id, record.id)
         await uow.commit()
-    return Reply("Process definition deleted successfully", {"id": record.id, "activeInstances": active})
+    return Reply("Process definition deleted successfully", {"id": record.id, "cancelledInstances": active})
+
+
+async def _cancel_instances_of(uow: UnitOfWork, ctx: RequestContext, deps: Deps, record: DefinitionRecord) -> None:
+    """A forced delete cancels the definition's live instances in the same transaction, so none is
+    left running on a definition that no longer exists."""
+    definition = deps.definitions.get(record)
+    now = deps.clock.now()
+    reason = f"Process definition {record.id} was deleted."
+    for instance in await uow.instances.active_for_definition(ctx.tenant_id, record.id):
+        transition = engine.cancel(definition, instance.state, reason=reason, actor=ctx.actor, now=now, ids=deps.ids)
+        if not await uow.instances.save(record_from(instance, transition, now), instance.row_version):
+            raise VersionConflict(
+                f"Instance '{instance.instance_guid}' changed while its definition was being deleted; try again."
+            )
+        await persist_side_records(uow, ctx.tenant_id, instance.instance_guid, transition, now)

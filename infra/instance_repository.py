@@ -141,6 +141,10 @@ class PostgresInstanceRepository:
         count: int = await self._db.fetchval(sql.COUNT_LIVE_INSTANCES_OF_DEFINITION, tenant_id, definition_id)
         return count
 
+    async def active_for_definition(self, tenant_id: str, definition_id: int) -> Sequence[InstanceRecord]:
+        rows = await self._db.fetch(sql.LIVE_INSTANCES_OF_DEFINITION_FOR_UPDATE, tenant_id, definition_id)
+        return [_record(row) for row in rows]
+
     async def by_correlation_key(self, tenant_id: str, correlation_key: str) -> InstanceRecord | None:
         row = await self._db.fetchrow(sql.INSTANCE_BY_CORRELATION_KEY, tenant_id, correlation_key)
         return None if row is None else _record(row)

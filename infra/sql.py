@@ -152,6 +152,11 @@ COUNT_LIVE_INSTANCES_OF_DEFINITION = """
 SELECT count(*) FROM process_instances
 WHERE tenant_id = $1 AND definition_id = $2 AND status IN ('running', 'waiting', 'error')"""
 
+LIVE_INSTANCES_OF_DEFINITION_FOR_UPDATE = f"""
+SELECT {_INSTANCE_COLUMNS} FROM process_instances
+WHERE tenant_id = $1 AND definition_id = $2 AND status IN ('running', 'waiting', 'error')
+ORDER BY started_at FOR UPDATE"""
+
 # Live instances first: a message is meant for the one still waiting on it.
 INSTANCE_BY_CORRELATION_KEY = f"""
 SELECT {_INSTANCE_COLUMNS} FROM process_instances

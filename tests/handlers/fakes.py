@@ -144,6 +144,10 @@ class FakeInstances:
         return sum(1 for (t, _), r in self.s.instances.items()
                    if t == tenant_id and r.definition_id == definition_id and r.status in ACTIVE)
 
+    async def active_for_definition(self, tenant_id: str, definition_id: int) -> list[InstanceRecord]:
+        return [r for (t, _), r in self.s.instances.items()
+                if t == tenant_id and r.definition_id == definition_id and r.status in ACTIVE]
+
     async def by_correlation_key(self, tenant_id: str, correlation_key: str) -> InstanceRecord | None:
         return next((r for (t, _), r in self.s.instances.items()
                      if t == tenant_id and r.correlation_key == correlation_key), None)

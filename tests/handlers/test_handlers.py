@@ -283,4 +283,16 @@ async def test_definition_update_delete_and_statistics(h: Harness) -> None:
     assert fetched["bpmnXml"].startswith("<?xml") and fetched["statistics"]["activeInstances"] == 1
     with pytest.raises(InvalidStateForCommand):
         await h.send(DeleteProcessDefinition(id=deployed["id"]))
-    assert (await h.send(DeleteProcessDefinition(id=updated["id"])))["activeInstances"] == 0
+    assert (await h.send(DeleteProcessDefinition(id=updated["id"])))["cancelledInstances"] == 0
+
+
+async def test_forced_delete_cancels_the_live_instances_with_it(h: Harness) -> None:
+    deployed = await h.deploy(models.approval())
+    waiting = (await h.start(process_key="Approval", variables={"amount": 1}))["instanceGuid"]
+    deleted = await h.send(DeleteProcessDefinition(id=deployed["id"], force=True))
+    assert deleted["cancelledInstances"] == 1
+    record = h.store.instances[("bank-a", waiting)]
+    assert record.status == "cancelled" and record.state.completed_at is not None
+    events = [e.event_type for e in h.store.history[("bank-a", waiting)]]
+    assert events[-1] == "InstanceCancelled"
+    assert h.store.definitions == {}

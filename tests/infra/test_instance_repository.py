@@ -156,6 +156,9 @@ async def test_count_active_counts_live_instances_of_one_definition(
         assert await uow.instances.count_active("acme", 1) == 3
         assert await uow.instances.count_active("acme", 2) == 1
         assert await uow.instances.count_active("acme", 3) == 0
+        live = await uow.instances.active_for_definition("acme", 1)
+        assert sorted(r.instance_guid for r in live) == ["a", "b", "c"]
+        assert [r.instance_guid for r in await uow.instances.active_for_definition("globex", 1)] == ["g"]
 
 
 async def test_by_correlation_key_prefers_the_live_instance(uow_factory: PostgresUnitOfWorkFactory) -> None:
@@ -180,6 +183,7 @@ async def test_tenants_never_see_each_others_instances(uow_factory: PostgresUnit
         assert await uow.instances.list("globex", InstanceFilter(), Page()) == ([], 0)
         assert await uow.instances.list("globex", InstanceFilter(business_key="B"), Page()) == ([], 0)
         assert await uow.instances.count_active("globex", 1) == 0
+        assert await uow.instances.active_for_definition("globex", 1) == []
         assert await uow.instances.by_correlation_key("globex", "c-1") is None
         stolen = msgspec.structs.replace(mine, tenant_id="globex", business_key="stolen")
         assert await uow.instances.save(stolen, expected_row_version=1) is False
