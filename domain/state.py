@@ -150,6 +150,8 @@ class InstanceState(Base):
     snapshots: list[StepSnapshot] = msgspec.field(default_factory=list)
     # ids of tasks whose side effects reached outside (service calls), per snapshot position
     supervised_position: int = 0
+    # call activities into other deployments: process key -> the definition id first entered
+    called_definitions: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class HistoryEvent(Base):

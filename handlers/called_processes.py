@@ -6,8 +6,11 @@ to a bounded depth) and handed over as a lookup function.
 
 from __future__ import annotations
 
-from domain.engine import ProcessLookup
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 from domain.model import Definition, NodeKind, ProcessGraph
+from domain.state import InstanceState
 from handlers.deps import Deps
 from handlers.ports import UnitOfWork
 
@@ -27,23 +30,48 @@ def _local(definition: Definition, key: str) -> bool:
     return key in definition.processes or key in definition.global_tasks
 
 
+@dataclass(frozen=True, slots=True)
+class CalledProcesses:
+    """Processes of other deployments an instance may call, with the definition id each came from."""
+
+    graphs: dict[str, ProcessGraph] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)
+
+    def lookup(self, key: str) -> ProcessGraph | None:
+        return self.graphs.get(key)
+
+    def pin(self, state: InstanceState) -> None:
+        """An instance that has entered a called process stays on that version of it, as it does on
+        its own: a later deployment of the callee must not change the graph under its tokens."""
+        for token in state.tokens:
+            key = token.process_key
+            if key is not None and key in self.ids:
+                state.called_definitions.setdefault(key, self.ids[key])
+
+
 async def preload_called_processes(
-    uow: UnitOfWork, deps: Deps, tenant_id: str, definition: Definition
-) -> ProcessLookup:
-    found: dict[str, ProcessGraph] = {}
+    uow: UnitOfWork, deps: Deps, tenant_id: str, definition: Definition, pinned: Mapping[str, int] | None = None
+) -> CalledProcesses:
+    called = CalledProcesses()
     pending = [definition]
     for _ in range(MAX_DEPTH):
         missing = {
-            key for doc in pending for key in _called_elements(doc) if not _local(doc, key) and key not in found
+            key for doc in pending for key in _called_elements(doc) if not _local(doc, key) and key not in called.graphs
         }
         if not missing:
             break
         pending = []
         for key in sorted(missing):
-            stored = await uow.definitions.find_process(tenant_id, key)
+            pin = (pinned or {}).get(key)
+            stored = await (
+                uow.definitions.get(tenant_id, pin) if pin is not None else uow.definitions.find_process(tenant_id, key)
+            )
             if stored is None:
                 continue  # the engine reports an unknown called element on the instance
             other = deps.definitions.get(stored)
-            found[key] = other.processes[key]
+            if key not in other.processes:
+                continue
+            called.graphs[key] = other.processes[key]
+            called.ids[key] = stored.id
             pending.append(other)
-    return found.get
+    return called

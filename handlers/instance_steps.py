@@ -13,7 +13,7 @@ from domain.model import Definition
 from domain.state import InstanceState
 from domain.transition import Transition
 from handlers.bus import RequestContext
-from handlers.called_processes import preload_called_processes
+from handlers.called_processes import CalledProcesses, preload_called_processes
 from handlers.deps import Deps
 from handlers.errors import InstanceNotFound, VersionConflict
 from handlers.ports import DefinitionRecord, InstanceRecord, UnitOfWork
@@ -27,6 +27,7 @@ class Applied:
     record: InstanceRecord
     definition: Definition
     transition: Transition
+    called: CalledProcesses
 
 
 def record_from(previous: InstanceRecord, transition: Transition, now: datetime) -> InstanceRecord:
@@ -66,15 +67,18 @@ async def apply_step(
             if record is None:
                 raise InstanceNotFound(instance_guid)
             _, definition = await load_definition_of(uow, deps, record)
-            lookup = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
+            called = await preload_called_processes(
+                uow, deps, ctx.tenant_id, definition, record.state.called_definitions
+            )
             now = deps.clock.now()
-            transition = step(definition, record.state, now, lookup)
+            transition = step(definition, record.state, now, called.lookup)
+            called.pin(transition.state)
             updated = record_from(record, transition, now)
             if not await uow.instances.save(updated, record.row_version):
                 continue  # leaving the block without commit rolls back
             await persist_side_records(uow, ctx.tenant_id, instance_guid, transition, now)
             await uow.commit()
-            return Applied(updated, definition, transition)
+            return Applied(updated, definition, transition, called)
     if not retry_on_conflict:
         raise VersionConflict(
             f"Process instance '{instance_guid}' was changed by another command meanwhile; this command "

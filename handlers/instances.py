@@ -18,15 +18,16 @@ from commands.instances import (
 )
 from domain import engine
 from handlers.bus import Reply, RequestContext
+from handlers.called_processes import preload_called_processes
 from handlers.deps import Deps
 from handlers.errors import BadCommandData, CorrelatedInstanceNotFound, InstanceNotFound
 from handlers.instance_steps import Applied, apply_step, load_definition_of
 from handlers.ports import InstanceFilter, Page
-from handlers.views import instance_summary, instance_view, paged
+from handlers.views import applied_view, instance_summary, instance_view, paged
 
 
 def _state_reply(message: str, applied: Applied, deps: Deps) -> Reply:
-    return Reply(message, instance_view(applied.record, applied.definition, now=deps.clock.now()))
+    return Reply(message, applied_view(applied, now=deps.clock.now()))
 
 
 async def get_state(cmd: GetProcessInstanceState, ctx: RequestContext, deps: Deps) -> Reply:
@@ -35,7 +36,9 @@ async def get_state(cmd: GetProcessInstanceState, ctx: RequestContext, deps: Dep
         if record is None:
             raise InstanceNotFound(cmd.instance_guid)
         _, definition = await load_definition_of(uow, deps, record)
-    return Reply("Process state retrieved successfully", instance_view(record, definition, now=deps.clock.now()))
+        called = await preload_called_processes(uow, deps, ctx.tenant_id, definition, record.state.called_definitions)
+    data = instance_view(record, definition, now=deps.clock.now(), lookup=called.lookup)
+    return Reply("Process state retrieved successfully", data)
 
 
 async def list_instances(cmd: GetProcessInstanceList, ctx: RequestContext, deps: Deps) -> Reply:

@@ -210,8 +210,11 @@ async def _feed_back(
                 return await _cancel(uow, job, now, why or "the instance no longer exists")
             try:
                 _, definition = await load_definition_of(uow, deps, record)
-                lookup = await preload_called_processes(uow, deps, job.tenant_id, definition)
-                transition = step(definition, record.state, now, lookup)
+                called = await preload_called_processes(
+                    uow, deps, job.tenant_id, definition, record.state.called_definitions
+                )
+                transition = step(definition, record.state, now, called.lookup)
+                called.pin(transition.state)
             except _NotYet as early:
                 await _require(uow.jobs.retry_at(
                     job.id, job.worker_id, job.attempt, run_at=early.at, error="claimed before its due time", now=now

@@ -85,7 +85,7 @@ async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: D
         process_key = cmd.process_key if cmd.process_key in definition.processes else None
         process_key = process_key or definition.main_process
         variables = {**await _inherited(uow, ctx, cmd), **_start_variables(cmd)}
-        lookup = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
+        called = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
         now = deps.clock.now()
         guid = cmd.instance_guid or deps.ids.new_id()
         transition = engine.start(
@@ -99,9 +99,10 @@ async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: D
             execution_mode=ExecutionMode(cmd.execution_mode),
             actor=ctx.actor,
             limits=deps.limits,
-            lookup=lookup,
+            lookup=called.lookup,
         )
         state = transition.state
+        called.pin(state)
         record = InstanceRecord(
             instance_guid=guid,
             tenant_id=ctx.tenant_id,
@@ -132,4 +133,5 @@ async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: D
         if transition.effects:
             await uow.jobs.enqueue(ctx.tenant_id, guid, transition.effects, now)
         await uow.commit()
-    return Reply("Process instance started successfully", instance_view(record, definition, now=now))
+    data = instance_view(record, definition, now=now, lookup=called.lookup)
+    return Reply("Process instance started successfully", data)

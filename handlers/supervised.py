@@ -19,7 +19,7 @@ from domain.transition import Transition
 from handlers.bus import Reply, RequestContext
 from handlers.deps import Deps
 from handlers.instance_steps import apply_step
-from handlers.views import instance_view
+from handlers.views import applied_view
 
 
 def _milliseconds() -> float:
@@ -39,7 +39,7 @@ async def step_forward(cmd: StepForward, ctx: RequestContext, deps: Deps) -> Rep
         )
 
     applied = await apply_step(deps, ctx, cmd.instance_guid, step, retry_on_conflict=False)
-    data = instance_view(applied.record, applied.definition, now=deps.clock.now())
+    data = applied_view(applied, now=deps.clock.now())
     return Reply("Stepped forward successfully", data)
 
 
@@ -68,7 +68,7 @@ async def step_backward(cmd: StepBackward, ctx: RequestContext, deps: Deps) -> R
     applied = await apply_step(deps, ctx, cmd.instance_guid, step, retry_on_conflict=False)
     back = _event(applied.transition, "StepBackward")
     focus = back.token_id if back is not None else None
-    data = instance_view(applied.record, applied.definition, now=deps.clock.now(), focus_token=focus)
+    data = applied_view(applied, now=deps.clock.now(), focus_token=focus)
     moved = back.data.get("movedFrom") if back is not None and back.data is not None else None
     data["movedFrom"] = moved
     previous, effects = _undone_view(undone[0]) if undone else ({}, [])
@@ -89,5 +89,5 @@ async def set_execution_mode(cmd: SetExecutionMode, ctx: RequestContext, deps: D
 
     # Retrying on fresh state is right here: the switch means the same whatever won the race.
     applied = await apply_step(deps, ctx, cmd.instance_guid, step)
-    data = instance_view(applied.record, applied.definition, now=deps.clock.now())
+    data = applied_view(applied, now=deps.clock.now())
     return Reply("Execution mode changed successfully", data)

@@ -8,8 +8,10 @@ from typing import Any
 import msgspec
 
 from domain import view
+from domain.engine import ProcessLookup
 from domain.model import TASK_KINDS, Definition
 from domain.state import ExecutionMode, InstanceState, InstanceStatus, Token
+from handlers.instance_steps import Applied
 from handlers.ports import DefinitionRecord, InstanceRecord
 
 # Engine bookkeeping on tokens that is not part of the token model clients read.
@@ -42,11 +44,16 @@ def _finished(state: InstanceState) -> bool:
 
 
 def instance_view(
-    record: InstanceRecord, definition: Definition, *, now: datetime, focus_token: int | None = None
+    record: InstanceRecord,
+    definition: Definition,
+    *,
+    now: datetime,
+    focus_token: int | None = None,
+    lookup: ProcessLookup | None = None,
 ) -> dict[str, Any]:
     """The instance state; `currentTask` is the oldest waiting task, or the one `focus_token` waits at."""
     state = record.state
-    waiting = view.waiting_tasks(definition, state)
+    waiting = view.waiting_tasks(definition, state, lookup)
     focused = [w for w in waiting if w.token_id == focus_token]
     if focused:
         waiting = focused + [w for w in waiting if w.token_id != focus_token]
@@ -97,9 +104,9 @@ def instance_view(
             "errorDetails": state.error.error_details,
             "occurredAt": state.error.occurred_at,
         }
-    out["nextActions"] = view.next_actions(definition, state)
+    out["nextActions"] = view.next_actions(definition, state, lookup)
     if state.execution_mode is ExecutionMode.SUPERVISED:
-        _add_supervision(out, definition, state, waiting[0] if waiting else None)
+        _add_supervision(out, definition, state, waiting[0] if waiting else None, lookup)
     if _finished(state):
         out["summary"] = {
             "totalTasks": _executed_tasks(definition, state),
@@ -111,15 +118,26 @@ def instance_view(
     return out
 
 
+def applied_view(applied: Applied, *, now: datetime, focus_token: int | None = None) -> dict[str, Any]:
+    """The state after a command that moved the instance."""
+    return instance_view(
+        applied.record, applied.definition, now=now, focus_token=focus_token, lookup=applied.called.lookup
+    )
+
+
 def _add_supervision(
-    out: dict[str, Any], definition: Definition, state: InstanceState, current: view.WaitingTask | None
+    out: dict[str, Any],
+    definition: Definition,
+    state: InstanceState,
+    current: view.WaitingTask | None,
+    lookup: ProcessLookup | None,
 ) -> None:
     """Supervised mode: where the instance stands among its steps (`position`, `totalTasks`,
     `progress`) and how the last step went (`previousTask`)."""
     if _finished(state):
         position = total = len(state.snapshots)
     else:
-        total = view.total_tasks_on_path(definition, state)
+        total = view.total_tasks_on_path(definition, state, lookup)
         error = state.error if state.status is InstanceStatus.ERROR else None
         token_id = current.token_id if current is not None else error.token_id if error is not None else None
         position = view.position(state, token_id)

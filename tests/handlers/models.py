@@ -88,3 +88,17 @@ def failing(process_id: str = "Failing") -> str:
   </bpmn:process>
 </bpmn:definitions>
 """
+
+
+def caller(process_id: str = "Caller", called: str = "Approval") -> str:
+    """start → call activity into a process deployed in another document → end."""
+    return HEAD + f"""
+  <bpmn:process id="{process_id}" name="Caller" isExecutable="true">
+    <bpmn:startEvent id="Start"/>
+    <bpmn:sequenceFlow id="f1" sourceRef="Start" targetRef="Call"/>
+    <bpmn:callActivity id="Call" name="Call approval" calledElement="{called}"/>
+    <bpmn:sequenceFlow id="f2" sourceRef="Call" targetRef="End"/>
+    <bpmn:endEvent id="End"/>
+  </bpmn:process>
+</bpmn:definitions>
+"""

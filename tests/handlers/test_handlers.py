@@ -239,6 +239,23 @@ async def test_running_instances_stay_on_their_version(h: Harness) -> None:
     assert pinned["version"] == 1
 
 
+async def test_a_called_process_from_another_deployment_is_shown_and_pinned(h: Harness) -> None:
+    await h.deploy(models.approval())
+    await h.deploy(models.caller())
+    started = await h.start(process_key="Caller", variables={"amount": 2})
+    assert started["currentTask"]["taskId"] == "Review"
+    assert started["currentTask"]["taskType"] == "UserTask" and started["currentTask"]["assignedTo"] == "manager"
+    assert [a["action"] for a in started["nextActions"]] == ["approve", "reject"]
+    # a new version of the callee renames its task: the running call stays on the version it entered
+    await h.deploy(models.approval().replace('"Review"', '"Check"'))
+    state = await h.send(GetProcessInstanceState(instance_guid=started["instanceGuid"]))
+    assert state["currentTask"]["taskId"] == "Review"
+    done = await h.send(SignalProcessInstance(instance_guid=started["instanceGuid"], action="approve"))
+    assert done["status"] == "completed"
+    fresh = await h.start(process_key="Caller", variables={"amount": 2})
+    assert fresh["currentTask"]["taskId"] == "Check"
+
+
 async def test_history_is_newest_first(h: Harness) -> None:
     await h.deploy(models.approval())
     guid = (await h.start(process_key="Approval", variables={"amount": 1}))["instanceGuid"]
