@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from domain import behaviours, gateways, results, supervision
+from domain.errors import InvalidStateForCommand
 from domain.graph_index import GraphIndex, global_task_graph, index_of
 from domain.history import History
 from domain.model import Definition, EventKind, Flow, Node, NodeKind, ProcessGraph
@@ -113,7 +114,9 @@ class Run:
         if index is None:
             graph = self.resolve(process_key or self.state.process_key)
             if graph is None:
-                raise KeyError(f"Process '{process_key}' is not available to this instance.")
+                raise InvalidStateForCommand(
+                    f"Process '{process_key}' that this instance runs in is no longer deployed; cancel the instance."
+                )
             index = index_of(graph)
             self._indexes[process_key] = index
             if process_key is None:
