@@ -148,8 +148,6 @@ class InstanceState(Base):
     history_seq: int = 0  # last history sequence number handed out
     # supervised mode: the snapshots taken before each executed task, oldest first
     snapshots: list[StepSnapshot] = msgspec.field(default_factory=list)
-    # ids of tasks whose side effects reached outside (service calls), per snapshot position
-    supervised_position: int = 0
     # call activities into other deployments: process key -> the definition id first entered
     called_definitions: dict[str, int] = msgspec.field(default_factory=dict)
 

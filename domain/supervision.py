@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from domain import gateways
 from domain.errors import InvalidStateForCommand
 from domain.history import node_type
 from domain.model import GATEWAY_KINDS, Node
@@ -72,10 +73,6 @@ def _copy_json(value: Any) -> Any:
     return msgspec.json.decode(msgspec.json.encode(value))
 
 
-def _label(node: Node) -> str:
-    return f"'{node.id}' ({node.name})" if node.name and node.name != node.id else f"'{node.id}'"
-
-
 def changed_names(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Variables added, removed or given another value, by name."""
     names = set(before) | set(after)
@@ -96,7 +93,7 @@ def may_run(run: Run, token: Token, node: Node) -> bool:
 
 
 def _pause(node: Node) -> BlockedOn:
-    return BlockedOn(kind=PAUSE, task_id=node.id, description=f"Paused before task {_label(node)}")
+    return BlockedOn(kind=PAUSE, task_id=node.id, description=f"Paused before task {gateways.label(node)}")
 
 
 def _snapshot(run: Run, token: Token, node: Node) -> None:
@@ -120,7 +117,6 @@ def _snapshot(run: Run, token: Token, node: Node) -> None:
             executed_at=run.now,
         )
     )
-    state.supervised_position = len(snapshots)
 
 
 def task_done(run: Run, token: Token, node: Node, *, success: bool) -> None:
@@ -263,7 +259,7 @@ def _refuse_merges_and_exits(run: Run, snapshot: StepSnapshot, moved: Token) -> 
     where = run.node_of(moved)
     if where.kind in GATEWAY_KINDS:
         raise InvalidStateForCommand(
-            f"Cannot step back across the join at {_label(where)}: other branches were merged there."
+            f"Cannot step back across the join at {gateways.label(where)}: other branches were merged there."
         )
     if moved.scope is not None or moved.process_key is not None:
         raise InvalidStateForCommand(
@@ -384,7 +380,6 @@ def step_backward(run: Run, *, actor: str | None) -> None:
     state.error = None
     state.snapshots.pop()
     _rename(state.snapshots, moved.id, fresh.id)
-    state.supervised_position = len(state.snapshots)
     run.history.add(
         "StepBackward",
         node=task,
@@ -429,7 +424,6 @@ def set_mode(run: Run, mode: ExecutionMode, *, actor: str | None) -> None:
         return
     state.execution_mode = mode
     state.snapshots.clear()  # snapshots are only exact while every task is stepped
-    state.supervised_position = 0
     run.history.add("ExecutionModeChanged", actor=actor, data={"executionMode": str(mode)})
     if mode is ExecutionMode.UNSUPERVISED:
         for token in [t for t in state.tokens if t.state is TokenState.ACTIVE and kind_of(t) == PAUSE]:
