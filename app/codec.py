@@ -24,16 +24,6 @@ _ENCODER = msgspec.json.Encoder()
 _AT = re.compile(r" - at `\$(?P<rest>[^`]*)`$")
 
 
-class _Wire(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
-    """The envelope as sent: `data` is always present (null on failures), the rest only when set."""
-
-    is_successful: bool
-    message: str
-    status_code: str
-    data: Any
-    error_code: str | None = None
-    request_id: str | None = None
-
 
 def _locate(message: str, root: str) -> tuple[str, str]:
     """Return the message with its path moved under `root`, and that path."""
@@ -89,16 +79,7 @@ def encode_failure(failure: Failure, request_id: str) -> bytes:
 
 
 def _encode(envelope: ResponseEnvelope) -> bytes:
-    return _ENCODER.encode(
-        _Wire(
-            is_successful=envelope.is_successful,
-            message=envelope.message,
-            status_code=envelope.status_code,
-            data=envelope.data,
-            error_code=envelope.error_code,
-            request_id=envelope.request_id,
-        )
-    )
+    return _ENCODER.encode(envelope)
 
 
 def encode_json(value: Any) -> bytes:
