@@ -23,7 +23,7 @@ from domain.transition import IdSource
 from handlers.bus import Bus
 from handlers.deps import Deps
 from handlers.ports import Clock, StorageUnavailable, UnitOfWorkFactory
-from infra.clock import SystemClock
+from infra.clock import SystemClock, monotonic_ms
 from infra.database import Db, create_pool
 from infra.embedded_pg import EmbeddedPostgres
 from infra.http_caller import HttpCaller, new_client
@@ -96,6 +96,7 @@ async def open_storage(container: punq.Container, settings: Settings, stack: Asy
         clock=container.resolve(Clock),
         ids=container.resolve(IdSource),
         limits=Limits(max_steps=settings.max_steps),
+        stopwatch=monotonic_ms,
     )
     container.register(Deps, instance=deps)
     container.register(Bus, instance=Bus(HANDLERS, deps))

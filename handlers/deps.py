@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from domain.engine import Limits
@@ -18,3 +19,5 @@ class Deps:
     definitions: DefinitionCache = field(default_factory=lambda: DefinitionCache())
     limits: Limits = field(default_factory=Limits)
     max_conflict_retries: int = 3  # lost compare-and-set races retried on fresh state
+    # monotonic milliseconds, to time a supervised step; None reports no execution time
+    stopwatch: Callable[[], float] | None = None

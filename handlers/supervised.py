@@ -6,7 +6,6 @@ second step nobody asked for. The loser is answered with VersionConflict ("99") 
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +21,6 @@ from handlers.instance_steps import apply_step
 from handlers.views import applied_view
 
 
-def _milliseconds() -> float:
-    """A monotonic clock for timing a task that runs within its step."""
-    return time.perf_counter() * 1000.0
-
-
 def _event(transition: Transition, event_type: str) -> HistoryEvent | None:
     return next((e for e in transition.events if e.event_type == event_type), None)
 
@@ -35,7 +29,7 @@ async def step_forward(cmd: StepForward, ctx: RequestContext, deps: Deps) -> Rep
     def step(definition: Definition, state: InstanceState, now: datetime, lookup: ProcessLookup) -> Transition:
         return engine.step_forward(
             definition, state, now=now, ids=deps.ids, token_id=cmd.token_id, actor=ctx.actor,
-            lookup=lookup, limits=deps.limits, stopwatch=_milliseconds,
+            lookup=lookup, limits=deps.limits, stopwatch=deps.stopwatch,
         )
 
     applied = await apply_step(deps, ctx, cmd.instance_guid, step, retry_on_conflict=False)

@@ -24,13 +24,16 @@ class Rule:
     allowed: frozenset[str] | None = None
 
 
+# The clock, randomness, the environment and the network come in through ports, never from these.
+IMPURE = frozenset({"time", "uuid", "random", "os", "socket", "subprocess"})
+
 RULES: dict[str, Rule] = {
     # the functional core: ours reaches nothing, and no I/O library either
-    "domain": Rule(forbidden=frozenset({"app", "handlers", "infra", "commands"}) | DRIVERS),
+    "domain": Rule(forbidden=frozenset({"app", "handlers", "infra", "commands"}) | DRIVERS | IMPURE),
     # the wire contract: msgspec and the standard library only
     "commands": Rule(allowed=frozenset({"commands", "msgspec"})),
     # handlers see commands, domain and their own ports; no edge, no adapters, no drivers
-    "handlers": Rule(forbidden=frozenset({"app", "infra"}) | DRIVERS),
+    "handlers": Rule(forbidden=frozenset({"app", "infra"}) | DRIVERS | IMPURE),
     # adapters implement the ports; the edge wires them, never the other way round
     "infra": Rule(forbidden=frozenset({"app"})),
     "app": Rule(),
@@ -125,6 +128,8 @@ def test_package_respects_its_layer(package: str) -> None:
             "handlers.bus imports starlette.requests"
         ]),
         ("handlers", "handlers.bus", "from infra import sql\n", ["handlers.bus imports infra"]),
+        ("domain", "domain.runner", "import time\n", ["domain.runner imports time"]),
+        ("handlers", "handlers.supervised", "from uuid import uuid4\n", ["handlers.supervised imports uuid"]),
         ("infra", "infra.database", "from app.container import build\n", [
             "infra.database imports app.container"
         ]),

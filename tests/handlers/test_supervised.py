@@ -3,6 +3,7 @@ switches, a service step through the job mechanism, and step commands that never
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, cast
 
 import msgspec
@@ -48,7 +49,8 @@ class Harness:
         self.store = Store()
         self.clock = FixedClock()
         factory = cast(UnitOfWorkFactory, lambda: FakeUnitOfWork(self.store))
-        self.deps = Deps(uow=factory, clock=self.clock, ids=CountingIds())
+        ticks = itertools.count(0, 1.5)
+        self.deps = Deps(uow=factory, clock=self.clock, ids=CountingIds(), stopwatch=lambda: float(next(ticks)))
         self.bus = Bus(HANDLERS, self.deps)
 
     async def send(self, command: Command) -> dict[str, Any]:
