@@ -69,9 +69,6 @@ class InvalidAction(InvalidStateForCommand):
     code = "INVALID_ACTION"
 
 
-class LoopLimitExceeded(DomainError):
-    code = "LOOP_LIMIT_EXCEEDED"
-
 
 class ScriptError(DomainError):
     """A condition or script failed: syntax, runtime exception, time or memory limit."""

@@ -13,7 +13,7 @@ import msgspec
 from domain import task_path
 from domain.graph_index import global_task_graph, index_of
 from domain.history import node_type
-from domain.model import TASK_KINDS, Definition, Node, ProcessGraph
+from domain.model import Definition, Node, ProcessGraph
 from domain.runner import ProcessLookup
 from domain.state import ExecutionMode, InstanceState, InstanceStatus, Token, TokenState
 from domain.tokens import JOB, MESSAGE, PAUSE, SIGNAL, TIMER, USER_TASK, is_alive, is_pending_join, kind_of
@@ -168,11 +168,3 @@ def progress(current: int, total: int) -> dict[str, Any]:
     """`progress` of the supervised view; percentage rounded to 2 decimals."""
     percentage = round(100.0 * current / total, 2) if total > 0 else 0.0
     return {"current": current, "total": total, "percentage": percentage}
-
-
-def total_tasks(definition: Definition, process_key: str | None = None) -> int:
-    """How many task nodes the process has (subprocess contents included)."""
-    graph = definition.processes.get(process_key or definition.main_process)
-    if graph is None:
-        return 0
-    return sum(1 for node in graph.nodes.values() if node.kind in TASK_KINDS)

@@ -20,10 +20,10 @@ class DefinitionCache:
             self._items.move_to_end(record.id)
             return found
         definition = load_definition(record.bpmn_xml)
-        self._items[record.id] = definition
-        if len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+        self.put(record.id, definition)
         return definition
 
     def put(self, definition_id: int, definition: Definition) -> None:
         self._items[definition_id] = definition
+        if len(self._items) > self._capacity:
+            self._items.popitem(last=False)
