@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -26,6 +27,7 @@ from handlers.ports import Clock, StorageUnavailable, UnitOfWorkFactory
 from infra.clock import SystemClock, monotonic_ms
 from infra.database import Db, create_pool
 from infra.embedded_pg import EmbeddedPostgres
+from infra.housekeeping import Housekeeping
 from infra.http_caller import HttpCaller, new_client
 from infra.ids import UuidIds
 from infra.job_store import PostgresJobStore
@@ -105,15 +107,19 @@ async def open_storage(container: punq.Container, settings: Settings, stack: Asy
 
 
 def start_job_workers(container: punq.Container, settings: Settings, stack: AsyncExitStack) -> JobWorker:
-    """The HTTP client and the worker pool; on exit the pool stops first (its jobs handed back),
-    then the client closes, and only then the database pool registered before them."""
+    """The HTTP client and the worker pool (which also runs housekeeping); on exit the pool stops
+    first (its jobs handed back), then the client closes, and only then the database pool
+    registered before them."""
     client = new_client()
     stack.push_async_callback(client.aclose)
     caller = HttpCaller(client, settings.connectors)
     container.register(httpx.AsyncClient, instance=client)
     container.register(HttpCaller, instance=caller)
-    store = PostgresJobStore(container.resolve(asyncpg.Pool))
-    worker = JobWorker(container.resolve(Deps), store, caller, config_from(settings))
+    pool = container.resolve(asyncpg.Pool)
+    housekeeping = Housekeeping(pool, job_retention=timedelta(hours=settings.job_retention_hours))
+    worker = JobWorker(
+        container.resolve(Deps), PostgresJobStore(pool), caller, config_from(settings), housekeeping=housekeeping
+    )
     worker.start()
     stack.push_async_callback(worker.stop)
     container.register(JobWorker, instance=worker)

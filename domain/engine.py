@@ -56,6 +56,7 @@ __all__ = [
     "cancel",
     "complete_task",
     "fail_task",
+    "fail_timer",
     "fire_timer",
     "retry_failed",
     "set_execution_mode",
@@ -320,6 +321,29 @@ def fail_task(
         run.throw_error(token, node, error_code, message, from_end_event=False)
     else:
         run.fail(token, node, f"Service task {label(node)} failed: {message}", details=details)
+    return _finish(run)
+
+
+def fail_timer(
+    definition: Definition,
+    state: InstanceState,
+    *,
+    token_id: int,
+    message: str,
+    now: datetime,
+    ids: IdSource,
+    lookup: ProcessLookup | None = None,
+    limits: Limits = Limits(),
+) -> Transition:
+    """A timer's job could not fire it (its attempts are spent): the instance fails at the timer,
+    from where RetryFailedTask schedules it afresh or SkipFailedTask moves on."""
+    _refuse_finished(state, "its timers no longer fire")
+    run = _open(definition, state, now, ids, lookup, limits)
+    token = run.table.by_id.get(token_id)
+    if token is None or token.state is not TokenState.ACTIVE or kind_of(token) != TIMER:
+        raise TaskNotWaiting(f"Token {token_id} is not waiting on a timer.")
+    node = run.node_of(token)
+    run.fail(token, node, f"Timer {label(node)} could not fire: {message}")
     return _finish(run)
 
 

@@ -134,11 +134,24 @@ async def record_call_outcome(deps: Deps, job: ClaimedJob, outcome: Outcome, bac
     return await _feed_back(deps, job, step, settle)
 
 
+def attempts_spent(job: ClaimedJob) -> bool:
+    """Claimed past its last attempt: the workers before this one died or kept failing to record
+    an outcome, and the job must end now rather than be claimed again forever."""
+    return job.attempt > job.max_attempts
+
+
 async def fire_timer(deps: Deps, job: ClaimedJob) -> Settled:
     """A timer job is due: its token moves on. Claimed early (another process's clock runs ahead),
-    it goes back to the queue until its due time."""
+    it goes back to the queue until its due time, that claim not counted. Claimed past its last
+    attempt, the instance fails at the timer instead (RetryFailedTask schedules it afresh)."""
+    spent = f"no worker recorded its firing in {job.max_attempts} attempts" if attempts_spent(job) else None
 
     def step(definition: Definition, state: InstanceState, now: datetime, lookup: ProcessLookup) -> Transition:
+        if spent is not None:
+            return engine.fail_timer(
+                definition, state, token_id=job.token_id, message=spent, now=now, ids=deps.ids, lookup=lookup,
+                limits=deps.limits,
+            )
         token = next((t for t in state.tokens if t.id == job.token_id), None)
         due = token.blocked_on.due_at if token is not None and token.blocked_on is not None else None
         if due is not None and now < due:
@@ -148,7 +161,11 @@ async def fire_timer(deps: Deps, job: ClaimedJob) -> Settled:
         )
 
     async def settle(uow: UnitOfWork, now: datetime) -> Settled:
-        await _require(uow.jobs.settle(job.id, job.worker_id, job.attempt, status="done", error=None, now=now))
+        held = (job.id, job.worker_id, job.attempt)
+        if spent is not None:
+            await _require(uow.jobs.settle(*held, status="failed", error=spent, now=now))
+            return Settled.FAILED
+        await _require(uow.jobs.settle(*held, status="done", error=None, now=now))
         return Settled.DONE
 
     return await _feed_back(deps, job, step, settle, needs_service_wait=False)
@@ -216,9 +233,7 @@ async def _feed_back(
                 transition = step(definition, record.state, now, called.lookup)
                 called.pin(transition.state)
             except _NotYet as early:
-                await _require(uow.jobs.retry_at(
-                    job.id, job.worker_id, job.attempt, run_at=early.at, error="claimed before its due time", now=now
-                ))
+                await _require(uow.jobs.put_back(job.id, job.worker_id, job.attempt, run_at=early.at, now=now))
                 await uow.commit()
                 return Settled.RESCHEDULED
             except DomainError as exc:

@@ -40,7 +40,8 @@ class PostgresIdempotencyRepository:
             now - LIFETIME,
         )
 
-    async def prune(self, now: datetime) -> int:
-        """Delete expired entries of every tenant (maintenance); returns how many went."""
-        status = await self._db.execute(sql.PRUNE_IDEMPOTENCY_KEYS, now - LIFETIME)
+    async def prune(self, now: datetime, *, limit: int = 1000) -> int:
+        """Housekeeping: delete up to `limit` expired entries of any tenant; returns how many went
+        (infra.housekeeping calls it again while whole batches go)."""
+        status = await self._db.execute(sql.PRUNE_IDEMPOTENCY_KEYS, now - LIFETIME, limit)
         return int(status.rsplit(" ", 1)[-1])

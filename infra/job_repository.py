@@ -95,3 +95,7 @@ class PostgresJobRepository:
     ) -> bool:
         done = await self._db.execute(sql.RETRY_HELD_JOB, job_id, worker_id, attempt, now, run_at, error)
         return done == "UPDATE 1"
+
+    async def put_back(self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, now: datetime) -> bool:
+        done = await self._db.execute(sql.RELEASE_HELD_JOB, job_id, worker_id, attempt, now, run_at)
+        return done == "UPDATE 1"

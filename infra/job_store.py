@@ -2,8 +2,10 @@
 
 Claiming uses FOR UPDATE SKIP LOCKED, so any number of workers (in one process or many) take
 disjoint batches without waiting on each other. A claim is a lease: a worker that dies simply
-lets it run out and the job is claimed again (attempts counts claims). Settling a job checks
-that the caller still holds it, so a worker that overran its lease cannot undo the new holder.
+lets it run out and the job is claimed again (attempts counts claims). Whatever a worker
+does with a job afterwards checks that it still holds it under that very claim, so a worker
+that overran its lease cannot undo the new holder. (Settling a job together with its instance
+is the feed-back transaction's: infra.job_repository.)
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
 
 
-def _job(row: Row) -> Job:
+def job_from_row(row: Row) -> Job:
     return Job(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -67,48 +69,38 @@ def _job(row: Row) -> Job:
     )
 
 
-async def claim_jobs(db: Db, *, worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[Job]:
-    """Up to `limit` due jobs, now running and leased to worker_id until now + lease_seconds."""
-    rows = await db.fetch(sql.CLAIM_JOBS, now, limit, worker_id, float(lease_seconds))
-    return sorted((_job(row) for row in rows), key=lambda job: (job.run_at, job.id))
-
-
 async def claim_due_jobs(
     db: Db, *, worker_id: str, limit: int, lease_margin_seconds: float, now: datetime
 ) -> list[Job]:
-    """Like claim_jobs, but each job is leased for its own call timeout plus the margin."""
+    """Up to `limit` due jobs, now running for worker_id, each leased for its own call timeout
+    plus the margin; oldest due first."""
     rows = await db.fetch(sql.CLAIM_DUE_JOBS, now, limit, worker_id, float(lease_margin_seconds))
-    return sorted((_job(row) for row in rows), key=lambda job: (job.run_at, job.id))
+    return sorted((job_from_row(row) for row in rows), key=lambda job: (job.run_at, job.id))
 
 
 async def release_job(db: Db, job_id: int, worker_id: str, attempt: int, *, now: datetime) -> bool:
     """Hand a job this worker holds back to the queue at once, its claim not counted."""
-    return _one(await db.execute(sql.RELEASE_HELD_JOB, job_id, worker_id, attempt, now))
+    return _one(await db.execute(sql.RELEASE_HELD_JOB, job_id, worker_id, attempt, now, now))
 
 
-async def get_job(db: Db, job_id: int) -> Job | None:
-    row = await db.fetchrow(sql.GET_JOB, job_id)
-    return None if row is None else _job(row)
+async def extend_lease(db: Db, job_id: int, worker_id: str, attempt: int, *, seconds: float, now: datetime) -> bool:
+    """Keep a held job at least until now + seconds; False when this worker no longer holds it."""
+    return _one(await db.execute(sql.EXTEND_HELD_JOB_LEASE, job_id, worker_id, attempt, now, float(seconds)))
 
 
-async def extend_lease(db: Db, job_id: int, worker_id: str, *, lease_seconds: float, now: datetime) -> bool:
-    return _one(await db.execute(sql.EXTEND_JOB_LEASE, job_id, worker_id, now, float(lease_seconds)))
+async def fail_job(db: Db, job_id: int, worker_id: str, attempt: int, *, error: str, now: datetime) -> bool:
+    """Give up on a held job for good, without touching its instance."""
+    return _one(await db.execute(sql.SETTLE_HELD_JOB, job_id, worker_id, attempt, now, "failed", error))
 
 
-async def complete_job(db: Db, job_id: int, worker_id: str, *, now: datetime) -> bool:
-    return _one(await db.execute(sql.COMPLETE_JOB, job_id, worker_id, now))
+async def delete_finished_jobs(db: Db, *, before: datetime, limit: int) -> int:
+    """Housekeeping: delete up to `limit` finished jobs last changed before `before` whose instance
+    is no longer live; returns how many went."""
+    return _count(await db.execute(sql.DELETE_FINISHED_JOBS, before, limit))
 
 
-async def fail_job(db: Db, job_id: int, worker_id: str, *, error: str, now: datetime) -> bool:
-    """Give up on the job for good."""
-    return _one(await db.execute(sql.FAIL_JOB, job_id, worker_id, now, error))
-
-
-async def reschedule_job(
-    db: Db, job_id: int, worker_id: str, *, run_at: datetime, error: str | None, now: datetime
-) -> bool:
-    """Hand the job back to the queue, due again at run_at (a retry with backoff)."""
-    return _one(await db.execute(sql.RESCHEDULE_JOB, job_id, worker_id, now, run_at, error))
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
 
 
 def _one(status: str) -> bool:
@@ -122,10 +114,6 @@ class PostgresJobStore:
         self._pool = pool
         self._timeout = acquire_timeout
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float, now: datetime) -> list[Job]:
-        async with acquired(self._pool, timeout=self._timeout) as db:
-            return await claim_jobs(db, worker_id=worker_id, limit=limit, lease_seconds=lease_seconds, now=now)
-
     async def claim_due(
         self, *, worker_id: str, limit: int, lease_margin_seconds: float, now: datetime
     ) -> list[Job]:
@@ -138,27 +126,13 @@ class PostgresJobStore:
         async with acquired(self._pool, timeout=self._timeout) as db:
             return await release_job(db, job_id, worker_id, attempt, now=now)
 
-    async def get(self, job_id: int) -> Job | None:
+    async def extend_lease(self, job_id: int, worker_id: str, attempt: int, *, seconds: float, now: datetime) -> bool:
         async with acquired(self._pool, timeout=self._timeout) as db:
-            return await get_job(db, job_id)
+            return await extend_lease(db, job_id, worker_id, attempt, seconds=seconds, now=now)
 
-    async def extend_lease(self, job_id: int, worker_id: str, *, lease_seconds: float, now: datetime) -> bool:
+    async def fail(self, job_id: int, worker_id: str, attempt: int, *, error: str, now: datetime) -> bool:
         async with acquired(self._pool, timeout=self._timeout) as db:
-            return await extend_lease(db, job_id, worker_id, lease_seconds=lease_seconds, now=now)
-
-    async def complete(self, job_id: int, worker_id: str, *, now: datetime) -> bool:
-        async with acquired(self._pool, timeout=self._timeout) as db:
-            return await complete_job(db, job_id, worker_id, now=now)
-
-    async def fail(self, job_id: int, worker_id: str, *, error: str, now: datetime) -> bool:
-        async with acquired(self._pool, timeout=self._timeout) as db:
-            return await fail_job(db, job_id, worker_id, error=error, now=now)
-
-    async def reschedule(
-        self, job_id: int, worker_id: str, *, run_at: datetime, error: str | None, now: datetime
-    ) -> bool:
-        async with acquired(self._pool, timeout=self._timeout) as db:
-            return await reschedule_job(db, job_id, worker_id, run_at=run_at, error=error, now=now)
+            return await fail_job(db, job_id, worker_id, attempt, error=error, now=now)
 
     @contextlib.asynccontextmanager
     async def listening(self, wake: Callable[[], None]) -> AsyncIterator[asyncio.Event]:

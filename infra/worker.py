@@ -13,6 +13,16 @@ the lease run out: the job is claimed again and that claim counts as an attempt,
 whose worker keeps dying still ends (the task fails once the attempts are spent). A worker
 that loses its lease finds its result refused when feeding it back, and changes nothing.
 
+A feed-back that fails (the database unreachable, the instance changing all the time, a bug)
+is tried again a few times with a short backoff, the job's lease extended meanwhile, because
+the outcome is in hand: left to its lease, the job would be claimed again and its service
+called again. Only when that fails too is the job left to its lease. A job claimed past its
+last attempt is ended whatever happens: its task (or timer) fails, and if even that cannot be
+recorded, the job alone is marked failed, so that no job is claimed forever.
+
+Every few minutes the pool also runs housekeeping (infra.housekeeping): finished jobs past
+their retention and expired idempotency keys are deleted.
+
 `stop()` claims nothing more, gives running jobs a grace period, then interrupts them and
 hands their jobs straight back to the queue (an interrupted claim does not count).
 """
@@ -26,16 +36,26 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.service_outcome import Outcome, classify
 from domain.transition import CallService
 from handlers.deps import Deps
 from handlers.errors import VersionConflict
-from handlers.jobs import CALL_SERVICE, SCHEDULE_TIMER, Backoff, ClaimedJob, Settled, fire_timer, lease_expired
+from handlers.jobs import (
+    CALL_SERVICE,
+    SCHEDULE_TIMER,
+    Backoff,
+    ClaimedJob,
+    Settled,
+    attempts_spent,
+    fire_timer,
+    lease_expired,
+)
 from handlers.jobs import record_call_outcome as record_outcome
 from handlers.ports import StorageUnavailable
+from infra.housekeeping import Housekeeping
 from infra.http_caller import HttpCaller
 from infra.job_store import Job, PostgresJobStore
 from infra.settings import Settings
@@ -52,6 +72,13 @@ class WorkerConfig:
     stop_grace: float = 10.0  # seconds running jobs get to finish when the worker stops
     bpmn_error_field: str | None = "bpmnErrorCode"  # a task's BpmnErrorField property wins
     listen: bool = True  # LISTEN for new jobs (one pooled connection) rather than only polling
+    feedback_tries: int = 6  # times an outcome in hand is offered to the database before giving up
+    feedback_backoff: float = 0.5  # seconds before its second try; doubling, at most FEEDBACK_BACKOFF_CAP
+    housekeeping_interval: float = 300.0  # seconds between housekeeping passes (given a Housekeeping)
+
+
+FEEDBACK_BACKOFF_CAP = 8.0
+HOUSEKEEPING_FIRST_DELAY = 60.0  # the first pass after start, so that a short-lived process makes one too
 
 
 def new_worker_id() -> str:
@@ -85,12 +112,15 @@ class JobWorker:
         *,
         worker_id: str | None = None,
         jitter: Callable[[], float] = random.random,
+        housekeeping: Housekeeping | None = None,
     ) -> None:
         self._deps = deps
         self._store = store
         self._caller = caller
         self._config = config
         self._jitter = jitter
+        self._housekeeping = housekeeping
+        self._housekeeper: asyncio.Task[None] | None = None
         self.worker_id = worker_id or new_worker_id()
         self._running: dict[asyncio.Task[Settled | None], Job] = {}
         self._stopping = asyncio.Event()
@@ -107,6 +137,10 @@ class JobWorker:
         self._loop = asyncio.create_task(self._dispatch(), name=f"flowcore-worker {self.worker_id}")
         if self._config.listen:
             self._listener = asyncio.create_task(self._listen(), name=f"flowcore-worker-listen {self.worker_id}")
+        if self._housekeeping is not None and self._config.housekeeping_interval > 0:
+            self._housekeeper = asyncio.create_task(
+                self._keep_house(self._housekeeping), name=f"flowcore-housekeeping {self.worker_id}"
+            )
         log.info("job worker %s started (%d at once)", self.worker_id, self._config.size)
 
     async def stop(self) -> None:
@@ -121,6 +155,14 @@ class JobWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
+        if self._housekeeper is not None:
+            # A pass under way ends after its current batch; one stuck on the database is cut off.
+            done, _ = await asyncio.wait([self._housekeeper], timeout=self._config.stop_grace)
+            if not done:
+                self._housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeper
+            self._housekeeper = None
         running = list(self._running)
         if running:
             _, late = await asyncio.wait(running, timeout=self._config.stop_grace)
@@ -217,39 +259,97 @@ class JobWorker:
 
     async def _perform(self, job: Job) -> Settled | None:
         ticket = claimed(job, self.worker_id)
+        settled: Settled | None = None
         try:
             if job.kind == CALL_SERVICE and isinstance(job.effect, CallService):
-                settled: Settled | None = await self._call(job, job.effect, ticket)
+                outcome = await self._call(job, job.effect, ticket)
+                backoff = Backoff(cap_ms=self._config.backoff_cap_ms, jitter=self._jitter())
+                settled = await self._record(ticket, lambda: record_outcome(self._deps, ticket, outcome, backoff))
             elif job.kind == SCHEDULE_TIMER:
-                settled = await fire_timer(self._deps, ticket)
+                settled = await self._record(ticket, lambda: fire_timer(self._deps, ticket))
             else:
                 log.error("job %s has unknown kind %r; leaving it failed", job.id, job.kind)
-                await self._store.fail(job.id, self.worker_id, error=f"unknown job kind {job.kind!r}",
+                await self._store.fail(job.id, self.worker_id, job.attempts, error=f"unknown job kind {job.kind!r}",
                                        now=self._deps.clock.now())
                 return None
         except asyncio.CancelledError:
             await self._release(ticket)
             raise
-        except (StorageUnavailable, VersionConflict) as exc:
-            # The job stays leased; when the lease runs out it is claimed again (an attempt).
-            log.warning("job %s of instance %s could not be fed back: %s", job.id, job.instance_guid, exc)
-            return None
         except Exception:
             # The job stays leased; when the lease runs out it is claimed again (an attempt).
-            log.exception("job %s of instance %s could not be fed back", job.id, job.instance_guid)
-            return None
+            log.exception("job %s of instance %s could not be performed", job.id, job.instance_guid)
+        if settled is None and attempts_spent(ticket):
+            await self._abandon(ticket)
         log.debug("job %s (%s, attempt %d) %s", job.id, job.kind, job.attempts, settled)
         return settled
 
-    async def _call(self, job: Job, effect: CallService, ticket: ClaimedJob) -> Settled:
-        outcome: Outcome
-        if job.attempts > job.max_attempts:
-            outcome = lease_expired(ticket)  # the last attempt's worker died: nothing is left
-        else:
-            result = await self._caller.call(effect, idempotency_key=job.idempotency_key)
-            outcome = classify(result, bpmn_error_field=effect.bpmn_error_field or self._config.bpmn_error_field)
-        backoff = Backoff(cap_ms=self._config.backoff_cap_ms, jitter=self._jitter())
-        return await record_outcome(self._deps, ticket, outcome, backoff)
+    async def _call(self, job: Job, effect: CallService, ticket: ClaimedJob) -> Outcome:
+        if attempts_spent(ticket):
+            return lease_expired(ticket)  # the last attempt's worker died: nothing is left
+        result = await self._caller.call(effect, idempotency_key=job.idempotency_key)
+        return classify(result, bpmn_error_field=effect.bpmn_error_field or self._config.bpmn_error_field)
+
+    async def _record(self, ticket: ClaimedJob, feed_back: Callable[[], Awaitable[Settled]]) -> Settled | None:
+        """Feed back an outcome in hand, trying again after a failure while this worker still
+        holds the job; None when every try failed (the job is left to its lease)."""
+        config = self._config
+        tries = max(1, config.feedback_tries)
+        for attempt in range(1, tries + 1):
+            try:
+                return await feed_back()
+            except (StorageUnavailable, VersionConflict) as exc:
+                why, trace = f"{type(exc).__name__}: {exc}", None
+            except Exception as exc:
+                # Only the type in the warnings: an unknown exception's text may quote the data.
+                why, trace = type(exc).__name__, exc
+            if attempt == tries:
+                log.error(
+                    "job %s of instance %s: its outcome could not be recorded in %d tries (%s); "
+                    "the job is left to its lease", ticket.id, ticket.instance_guid, tries, why, exc_info=trace,
+                )
+                return None
+            delay = min(config.feedback_backoff * 2 ** (attempt - 1), FEEDBACK_BACKOFF_CAP)
+            log.warning(
+                "job %s of instance %s: its outcome could not be recorded (%s); try %d of %d in %.1f s",
+                ticket.id, ticket.instance_guid, why, attempt + 1, tries, delay,
+            )
+            if not await self._keep_lease(ticket, delay + config.lease_margin):
+                log.warning(
+                    "job %s of instance %s is no longer held by this worker (its outcome was recorded after "
+                    "all, or another worker claimed it); nothing more to do", ticket.id, ticket.instance_guid,
+                )
+                return Settled.LOST
+            await asyncio.sleep(delay)
+        return None  # pragma: no cover - the loop always returns
+
+    async def _keep_lease(self, ticket: ClaimedJob, seconds: float) -> bool:
+        """Extend the lease for the next try; False only when the job is known to be lost."""
+        try:
+            return await self._store.extend_lease(
+                ticket.id, ticket.worker_id, ticket.attempt, seconds=seconds, now=self._deps.clock.now()
+            )
+        except Exception as exc:
+            # Unreachable database: the next try will tell. The lease may run out meanwhile, and a
+            # feed-back after another claim is refused, so trying cannot do harm.
+            log.debug("job %s: lease not extended (%s)", ticket.id, type(exc).__name__)
+            return True
+
+    async def _abandon(self, ticket: ClaimedJob) -> None:
+        """The job's attempts are spent and even its failure could not be recorded on the
+        instance: end the job alone, so it is not claimed again and again. The instance stays as
+        it is; an operator has to look at it (the log says which)."""
+        error = f"attempts spent ({ticket.max_attempts}) and the failure could not be recorded on the instance"
+        try:
+            failed = await self._store.fail(
+                ticket.id, ticket.worker_id, ticket.attempt, error=error, now=self._deps.clock.now()
+            )
+        except Exception as exc:
+            log.error("job %s of instance %s could not be marked failed (%s); it will be claimed again",
+                      ticket.id, ticket.instance_guid, type(exc).__name__)
+            return
+        if failed:
+            log.error("job %s (%s) of instance %s marked failed: %s; the instance was left unchanged",
+                      ticket.id, ticket.kind, ticket.instance_guid, error)
 
     async def _release(self, ticket: ClaimedJob) -> None:
         try:
@@ -258,6 +358,28 @@ class JobWorker:
             )
         except Exception:
             log.warning("job %s could not be handed back; its lease will run out", ticket.id, exc_info=True)
+
+    # -- housekeeping ---------------------------------------------------------------------------
+
+    async def _keep_house(self, housekeeping: Housekeeping) -> None:
+        pause = min(self._config.housekeeping_interval, HOUSEKEEPING_FIRST_DELAY)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            if self._stopping.is_set():
+                return
+            pause = self._config.housekeeping_interval
+            try:
+                swept = await housekeeping.run(self._deps.clock.now(), keep_going=lambda: not self._stopping.is_set())
+            except StorageUnavailable as exc:
+                log.warning("housekeeping skipped: %s", exc)
+                continue
+            except Exception:
+                log.exception("housekeeping failed")
+                continue
+            if swept.total:
+                log.info("housekeeping deleted %d finished jobs and %d expired idempotency keys",
+                         swept.jobs, swept.idempotency_keys)
 
 
 def config_from(settings: Settings) -> WorkerConfig:

@@ -9,13 +9,17 @@ from datetime import timedelta
 import asyncpg
 
 from domain.transition import CallService, ScheduleTimer
-from infra.job_store import PostgresJobStore
+from infra.job_store import Job, PostgresJobStore, job_from_row
 from infra.unit_of_work import PostgresUnitOfWorkFactory
 from tests.infra.records import T0, at
 
 
 def call(token: int, timeout_ms: int = 5000) -> CallService:
     return CallService(token_id=token, node_id="Score", endpoint="https://svc.test/x", timeout_ms=timeout_ms)
+
+
+async def one_job(pool: asyncpg.Pool, job_id: int) -> Job:
+    return job_from_row(await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id))
 
 
 async def enqueue(uow_factory: PostgresUnitOfWorkFactory, *effects: CallService | ScheduleTimer) -> None:
@@ -53,8 +57,7 @@ async def test_settle_and_retry_only_touch_a_job_held_under_that_very_claim(
         assert await uow.jobs.hold(job.id, "w1", 1)
         assert await uow.jobs.retry_at(job.id, "w1", 1, run_at=at(1), error="HTTP 503", now=T0)
         await uow.commit()
-    rescheduled = await store.get(job.id)
-    assert rescheduled is not None
+    rescheduled = await one_job(db_pool, job.id)
     assert (rescheduled.status, rescheduled.run_at, rescheduled.locked_by, rescheduled.last_error) == (
         "pending", at(1), None, "HTTP 503"
     )
@@ -63,8 +66,8 @@ async def test_settle_and_retry_only_touch_a_job_held_under_that_very_claim(
     async with uow_factory() as uow:
         assert await uow.jobs.settle(second.id, "w1", 2, status="failed", error="HTTP 400", now=at(1))
         await uow.commit()
-    failed = await store.get(job.id)
-    assert failed is not None and (failed.status, failed.attempts, failed.last_error) == ("failed", 2, "HTTP 400")
+    failed = await one_job(db_pool, job.id)
+    assert (failed.status, failed.attempts, failed.last_error) == ("failed", 2, "HTTP 400")
 
 
 async def test_a_settlement_rolled_back_leaves_the_job_running(
@@ -76,8 +79,7 @@ async def test_a_settlement_rolled_back_leaves_the_job_running(
     async with uow_factory() as uow:
         assert await uow.jobs.settle(job.id, "w1", 1, status="done", error=None, now=T0)
         # no commit: as when the instance's compare-and-set fails
-    still = await store.get(job.id)
-    assert still is not None and still.status == "running"
+    assert (await one_job(db_pool, job.id)).status == "running"
 
 
 async def test_a_held_job_is_skipped_by_claims_even_after_its_lease_ran_out(
@@ -118,8 +120,27 @@ async def test_release_hands_the_job_back_without_counting_the_claim(
     [job] = await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=5, now=T0)
     assert not await store.release(job.id, "w2", 1, now=at(1))
     assert await store.release(job.id, "w1", 1, now=at(1))
-    back = await store.get(job.id)
-    assert back is not None and (back.status, back.attempts, back.run_at, back.locked_by) == ("pending", 0, at(1), None)
+    back = await one_job(db_pool, job.id)
+    assert (back.status, back.attempts, back.run_at, back.locked_by) == ("pending", 0, at(1), None)
+
+
+async def test_put_back_hands_a_held_job_back_for_later_without_counting_the_claim(
+    uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool
+) -> None:
+    await enqueue(uow_factory, ScheduleTimer(token_id=1, node_id="Wait", due_at=T0))
+    store = PostgresJobStore(db_pool)
+    [job] = await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=5, now=T0)
+    async with uow_factory() as uow:
+        assert not await uow.jobs.put_back(job.id, "w1", 2, run_at=at(5), now=T0)  # not its claim
+        assert await uow.jobs.put_back(job.id, "w1", 1, run_at=at(5), now=T0)
+        await uow.commit()
+    back = await one_job(db_pool, job.id)
+    assert (back.status, back.attempts, back.run_at, back.locked_by, back.lease_until) == (
+        "pending", 0, at(5), None, None
+    )
+    assert await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=5, now=at(4)) == []
+    [again] = await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=5, now=at(5))
+    assert again.attempts == 1
 
 
 async def test_a_later_job_of_the_same_kind_supersedes_an_earlier_one(

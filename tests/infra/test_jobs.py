@@ -1,3 +1,6 @@
+"""The job queue on real PostgreSQL: storing jobs, and the worker's claim (CLAIM_DUE_JOBS) with
+its leases, SKIP LOCKED and attempts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +11,7 @@ import asyncpg
 from domain.transition import CallService, CancelJobs, Effect, ScheduleTimer
 from infra.database import Db
 from infra.job_repository import TIMER_MAX_ATTEMPTS
-from infra.job_store import Job, PostgresJobStore, claim_jobs
+from infra.job_store import Job, PostgresJobStore, claim_due_jobs, job_from_row
 from infra.unit_of_work import PostgresUnitOfWorkFactory
 from tests.infra.records import T0, at
 
@@ -26,10 +29,11 @@ async def enqueue(
 
 
 async def all_jobs(pool: asyncpg.Pool) -> list[Job]:
-    store = PostgresJobStore(pool)
-    ids = [row["id"] for row in await pool.fetch("SELECT id FROM jobs ORDER BY id")]
-    jobs = [await store.get(job_id) for job_id in ids]
-    return [job for job in jobs if job is not None]
+    return [job_from_row(row) for row in await pool.fetch("SELECT * FROM jobs ORDER BY id")]
+
+
+async def one_job(pool: asyncpg.Pool, job_id: int) -> Job:
+    return job_from_row(await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id))
 
 
 async def test_enqueue_stores_one_job_per_effect(uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool) -> None:
@@ -84,10 +88,9 @@ async def test_cancel_leaves_a_running_job_to_its_worker(
 ) -> None:
     await enqueue(uow_factory, [call(1)])
     store = PostgresJobStore(db_pool)
-    [claimed] = await store.claim(worker_id="w1", limit=5, lease_seconds=30, now=T0)
+    [claimed] = await store.claim_due(worker_id="w1", limit=5, lease_margin_seconds=30, now=T0)
     await enqueue(uow_factory, [CancelJobs(token_id=1, node_id="charge")])
-    job = await store.get(claimed.id)
-    assert job is not None and job.status == "running"
+    assert (await one_job(db_pool, claimed.id)).status == "running"
 
 
 async def test_claim_takes_due_jobs_in_order_under_a_lease(
@@ -102,14 +105,14 @@ async def test_claim_takes_due_jobs_in_order_under_a_lease(
         ],
     )
     store = PostgresJobStore(db_pool)
-    assert await store.claim(worker_id="w1", limit=10, lease_seconds=3600, now=at(1)) == []
-    claimed = await store.claim(worker_id="w1", limit=10, lease_seconds=3600, now=at(20))
+    assert await store.claim_due(worker_id="w1", limit=10, lease_margin_seconds=3600, now=at(1)) == []
+    claimed = await store.claim_due(worker_id="w1", limit=10, lease_margin_seconds=3600, now=at(20))
     assert [j.token_id for j in claimed] == [2, 1]
     for job in claimed:
         assert (job.status, job.attempts, job.locked_by) == ("running", 1, "w1")
-        assert job.lease_until == at(20) + timedelta(seconds=3600)
-    assert await store.claim(worker_id="w2", limit=10, lease_seconds=3600, now=at(20)) == []
-    [late] = await store.claim(worker_id="w2", limit=10, lease_seconds=3600, now=at(61))
+        assert job.lease_until == at(20) + timedelta(seconds=3600)  # a timer has no call timeout
+    assert await store.claim_due(worker_id="w2", limit=10, lease_margin_seconds=3600, now=at(20)) == []
+    [late] = await store.claim_due(worker_id="w2", limit=10, lease_margin_seconds=3600, now=at(61))
     assert late.token_id == 3
 
 
@@ -121,9 +124,11 @@ async def test_claimers_in_open_transactions_skip_each_others_rows(
         first_tx, second_tx = first.transaction(), second.transaction()
         await first_tx.start()
         await second_tx.start()
-        mine = await claim_jobs(Db(first), worker_id="a", limit=4, lease_seconds=30, now=T0)
+        mine = await claim_due_jobs(Db(first), worker_id="a", limit=4, lease_margin_seconds=30, now=T0)
         # the first claimer still holds its row locks; without SKIP LOCKED this would wait
-        theirs = await asyncio.wait_for(claim_jobs(Db(second), worker_id="b", limit=4, lease_seconds=30, now=T0), 5)
+        theirs = await asyncio.wait_for(
+            claim_due_jobs(Db(second), worker_id="b", limit=4, lease_margin_seconds=30, now=T0), 5
+        )
         await first_tx.commit()
         await second_tx.commit()
     assert len(mine) == 4 and len(theirs) == 4
@@ -138,7 +143,7 @@ async def test_concurrent_claimers_never_get_the_same_job(
 
     async def drain(worker: str) -> list[int]:
         got: list[int] = []
-        while batch := await store.claim(worker_id=worker, limit=3, lease_seconds=30, now=T0):
+        while batch := await store.claim_due(worker_id=worker, limit=3, lease_margin_seconds=30, now=T0):
             got.extend(j.id for j in batch)
         return got
 
@@ -147,53 +152,59 @@ async def test_concurrent_claimers_never_get_the_same_job(
     assert len(claimed) == 60
     assert len(set(claimed)) == 60
     assert sum(1 for result in results if result) >= 2  # the claimers really interleaved
+    assert {job.attempts for job in await all_jobs(db_pool)} == {1}
 
 
-async def test_an_expired_lease_is_claimed_again_and_the_late_worker_loses(
+async def test_an_expired_lease_is_claimed_again_as_an_attempt_and_the_late_worker_loses(
     uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool
 ) -> None:
-    await enqueue(uow_factory, [call(1)])
+    await enqueue(uow_factory, [call(1, timeout_ms=20_000)])
     store = PostgresJobStore(db_pool)
-    [job] = await store.claim(worker_id="slow", limit=1, lease_seconds=30, now=T0)
-    assert await store.claim(worker_id="other", limit=1, lease_seconds=30, now=T0 + timedelta(seconds=29)) == []
-    [again] = await store.claim(worker_id="other", limit=1, lease_seconds=30, now=T0 + timedelta(seconds=31))
+    [job] = await store.claim_due(worker_id="slow", limit=1, lease_margin_seconds=10, now=T0)
+    assert job.lease_until == T0 + timedelta(seconds=30)  # its call's 20 s, plus the margin
+    early = T0 + timedelta(seconds=29)
+    assert await store.claim_due(worker_id="other", limit=1, lease_margin_seconds=10, now=early) == []
+    [again] = await store.claim_due(
+        worker_id="other", limit=1, lease_margin_seconds=10, now=T0 + timedelta(seconds=31)
+    )
     assert (again.id, again.attempts, again.locked_by) == (job.id, 2, "other")
     done_at = T0 + timedelta(seconds=40)
-    assert await store.complete(job.id, "slow", now=done_at) is False
-    assert await store.fail(job.id, "slow", error="late", now=done_at) is False
-    assert await store.complete(job.id, "other", now=done_at) is True
-    final = await store.get(job.id)
-    assert final is not None and (final.status, final.last_error, final.lease_until) == ("done", None, None)
+    # whatever the late worker does with its claim changes nothing
+    assert await store.fail(job.id, "slow", 1, error="late", now=done_at) is False
+    assert await store.extend_lease(job.id, "slow", 1, seconds=60, now=done_at) is False
+    assert await store.release(job.id, "slow", 1, now=done_at) is False
+    async with uow_factory() as uow:
+        assert await uow.jobs.hold(job.id, "slow", 1) is False
+        assert await uow.jobs.settle(job.id, "slow", 1, status="done", error=None, now=done_at) is False
+        assert await uow.jobs.settle(job.id, "other", 2, status="done", error=None, now=done_at) is True
+        await uow.commit()
+    final = await one_job(db_pool, job.id)
+    assert (final.status, final.attempts, final.locked_by, final.lease_until) == ("done", 2, "other", None)
 
 
-async def test_extending_the_lease_keeps_the_job(uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool) -> None:
+async def test_extending_the_lease_keeps_the_job_and_never_shortens_it(
+    uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool
+) -> None:
+    await enqueue(uow_factory, [call(1, timeout_ms=20_000)])
+    store = PostgresJobStore(db_pool)
+    [job] = await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=10, now=T0)  # until T0 + 30 s
+    later = T0 + timedelta(seconds=20)
+    assert await store.extend_lease(job.id, "w2", 1, seconds=60, now=later) is False  # not its job
+    assert await store.extend_lease(job.id, "w1", 2, seconds=60, now=later) is False  # not its claim
+    assert await store.extend_lease(job.id, "w1", 1, seconds=60, now=later) is True
+    assert (await one_job(db_pool, job.id)).lease_until == T0 + timedelta(seconds=80)
+    assert await store.extend_lease(job.id, "w1", 1, seconds=1, now=later) is True
+    assert (await one_job(db_pool, job.id)).lease_until == T0 + timedelta(seconds=80)
+    assert await store.claim_due(worker_id="w2", limit=1, lease_margin_seconds=10, now=T0 + timedelta(seconds=79)) == []
+    [again] = await store.claim_due(worker_id="w2", limit=1, lease_margin_seconds=10, now=T0 + timedelta(seconds=81))
+    assert again.attempts == 2
+
+
+async def test_fail_ends_a_held_job_alone(uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool) -> None:
     await enqueue(uow_factory, [call(1)])
     store = PostgresJobStore(db_pool)
-    [job] = await store.claim(worker_id="w1", limit=1, lease_seconds=30, now=T0)
-    assert await store.extend_lease(job.id, "w1", lease_seconds=60, now=T0 + timedelta(seconds=20)) is True
-    assert await store.extend_lease(job.id, "w2", lease_seconds=60, now=T0 + timedelta(seconds=20)) is False
-    assert await store.claim(worker_id="w2", limit=1, lease_seconds=30, now=T0 + timedelta(seconds=70)) == []
-    assert len(await store.claim(worker_id="w2", limit=1, lease_seconds=30, now=T0 + timedelta(seconds=81))) == 1
-
-
-async def test_reschedule_and_fail(uow_factory: PostgresUnitOfWorkFactory, db_pool: asyncpg.Pool) -> None:
-    await enqueue(uow_factory, [call(1)])
-    store = PostgresJobStore(db_pool)
-    [job] = await store.claim(worker_id="w1", limit=1, lease_seconds=30, now=T0)
-    retry_at = T0 + timedelta(seconds=5)
-    assert await store.reschedule(job.id, "w1", run_at=retry_at, error="HTTP 503", now=T0) is True
-    pending = await store.get(job.id)
-    assert pending is not None
-    assert (pending.status, pending.run_at, pending.last_error, pending.locked_by) == (
-        "pending",
-        retry_at,
-        "HTTP 503",
-        None,
-    )
-    assert await store.claim(worker_id="w1", limit=1, lease_seconds=30, now=T0 + timedelta(seconds=4)) == []
-    [second] = await store.claim(worker_id="w1", limit=1, lease_seconds=30, now=retry_at)
-    assert second.attempts == 2
-    assert await store.fail(second.id, "w1", error="HTTP 500 after retries", now=retry_at) is True
-    failed = await store.get(job.id)
-    assert failed is not None and (failed.status, failed.last_error) == ("failed", "HTTP 500 after retries")
-    assert await store.claim(worker_id="w1", limit=1, lease_seconds=30, now=T0 + timedelta(days=1)) == []
+    [job] = await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=10, now=T0)
+    assert await store.fail(job.id, "w1", 1, error="attempts spent", now=at(1)) is True
+    failed = await one_job(db_pool, job.id)
+    assert (failed.status, failed.last_error, failed.lease_until) == ("failed", "attempts spent", None)
+    assert await store.claim_due(worker_id="w1", limit=1, lease_margin_seconds=10, now=at(60 * 24)) == []
