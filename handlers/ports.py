@@ -78,6 +78,15 @@ class InstanceRecord(msgspec.Struct, kw_only=True):
     completed_at: datetime | None = None
 
 
+class LatestGuard(msgspec.Struct, frozen=True, kw_only=True):
+    """A definition taken as the latest version of `process_key` without reading it again: a write
+    guarded by it happens only if it still is, active and still named `name`."""
+
+    process_key: str
+    definition_id: int
+    name: str
+
+
 class InstanceFilter(msgspec.Struct, kw_only=True):
     process_key: str | None = None
     status: str | None = None
@@ -124,9 +133,13 @@ class InstanceRepository(Protocol):
     async def add(self, record: InstanceRecord) -> None:
         """Insert a new instance; raises DuplicateInstance if the guid exists for the tenant."""
         ...
-    async def add_with_history(self, record: InstanceRecord, events: Sequence[HistoryEvent]) -> None:
+    async def add_with_history(
+        self, record: InstanceRecord, events: Sequence[HistoryEvent], *, latest: LatestGuard | None = None
+    ) -> None:
         """Insert a new instance together with its first history events, as one atomic write;
-        raises DuplicateInstance, having written nothing, if the guid exists for the tenant."""
+        raises DuplicateInstance, having written nothing, if the guid exists for the tenant. With
+        `latest`, writes only if that still describes the latest version of its process key, else
+        raises StaleDefinition having written nothing."""
         ...
     async def get(self, tenant_id: str, instance_guid: str, *, for_update: bool = False) -> InstanceRecord | None: ...
     async def save(self, record: InstanceRecord, expected_row_version: int) -> bool:
@@ -168,10 +181,6 @@ class JobRepository(Protocol):
         self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, error: str, now: datetime
     ) -> bool:
         """Hand the held job back to the queue, due again at `run_at`."""
-        ...
-    async def put_back(self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, now: datetime) -> bool:
-        """Hand the held job back to the queue, due at `run_at`, without this claim counting as an
-        attempt (it was made too early)."""
         ...
 
 
@@ -216,6 +225,11 @@ class Clock(Protocol):
 
 class DuplicateInstance(Exception):
     """An instance with this guid already exists for the tenant."""
+
+
+class StaleDefinition(Exception):
+    """A write guarded by a LatestGuard found another latest version (or none, or an inactive or
+    renamed one) and wrote nothing."""
 
 
 class StorageUnavailable(Exception):

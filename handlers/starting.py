@@ -11,10 +11,18 @@ from domain.model import Definition
 from domain.scripting import evaluate_condition
 from domain.state import ExecutionMode
 from handlers.bus import Reply, RequestContext
-from handlers.called_processes import preload_called_processes
+from handlers.called_processes import CalledProcesses, preload_called_processes
 from handlers.deps import Deps
 from handlers.errors import BadCommandData, DefinitionNotFound, DuplicateInstanceGuid, InstanceNotFound
-from handlers.ports import DefinitionRecord, DuplicateInstance, InstanceRecord, UnitOfWork
+from handlers.latest_definitions import guard_for
+from handlers.ports import (
+    DefinitionRecord,
+    DuplicateInstance,
+    InstanceRecord,
+    LatestGuard,
+    StaleDefinition,
+    UnitOfWork,
+)
 from handlers.views import instance_view
 
 
@@ -75,63 +83,93 @@ def choose_start_node(definition: Definition, process_key: str, cmd: StartProces
     raise StartNodeNotFound("Start node for process definition not found.")
 
 
+def _latest_key(cmd: StartProcessInstance) -> str | None:
+    """The process key, when the command names the definition by it alone (its latest version)."""
+    return cmd.process_key if cmd.id is None and cmd.version is None else None
+
+
 async def start_instance(cmd: StartProcessInstance, ctx: RequestContext, deps: Deps) -> Reply:
+    key = _latest_key(cmd)
     async with deps.uow() as uow:
         # Plain reads, then one atomic write (plus jobs, which open a transaction first): without
         # effects the start needs no BEGIN and COMMIT of its own.
         uow.autocommit()
-        stored = await _find_definition(uow, ctx, cmd)
-        definition = deps.definitions.get(stored)
-        process_key = cmd.process_key if cmd.process_key in definition.processes else None
-        process_key = process_key or definition.main_process
-        variables = {**await _inherited(uow, ctx, cmd), **_start_variables(cmd)}
-        called = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
-        now = deps.clock.now()
-        guid = cmd.instance_guid or deps.ids.new_id()
-        transition = engine.start(
-            definition,
-            instance_guid=guid,
-            variables=variables,
-            now=now,
-            ids=deps.ids,
-            process_key=process_key,
-            start_node_id=choose_start_node(definition, process_key, cmd, variables),
-            execution_mode=ExecutionMode(cmd.execution_mode),
-            actor=ctx.actor,
-            limits=deps.limits,
-            lookup=called.lookup,
-        )
-        state = transition.state
-        called.pin(state)
-        record = InstanceRecord(
-            instance_guid=guid,
-            tenant_id=ctx.tenant_id,
-            definition_id=stored.id,
-            process_key=process_key,
-            process_name=definition.processes[process_key].name or stored.name,
-            definition_version=stored.version,
-            status=str(state.status),
-            execution_mode=str(state.execution_mode),
-            state=state,
-            row_version=1,
-            business_key=cmd.business_key,
-            correlation_key=cmd.business_key,
-            context_type=cmd.context_type,
-            context_id=cmd.context_id,
-            started_at=now,
-            updated_at=now,
-            completed_at=state.completed_at,
-        )
-        if transition.effects:
-            await uow.begin()  # the jobs commit with the instance, or neither does
-        try:
-            await uow.instances.add_with_history(record, transition.events)
-        except DuplicateInstance:
-            raise DuplicateInstanceGuid(
-                f"Process instance '{guid}' already exists.", details={"instanceGuid": guid}
-            ) from None
-        if transition.effects:
-            await uow.jobs.enqueue(ctx.tenant_id, guid, transition.effects, now)
-        await uow.commit()
-    data = instance_view(record, definition, now=now, lookup=called.lookup)
+        known = deps.latest_definitions.get(ctx.tenant_id, key) if key is not None else None
+        started: _Started | None = None
+        if key is not None and known is not None:
+            try:
+                started = await _start(uow, ctx, cmd, deps, known, guard_for(key, known))
+            except StaleDefinition:
+                deps.latest_definitions.forget(ctx.tenant_id, key)
+        if started is None:
+            stored = await _find_definition(uow, ctx, cmd)
+            started = await _start(uow, ctx, cmd, deps, stored, None)
+            if key is not None and stored.process_key == key:  # found as the latest version of key
+                deps.latest_definitions.put(ctx.tenant_id, key, stored)
+    record, definition, called = started
+    data = instance_view(record, definition, now=record.started_at, lookup=called.lookup)
     return Reply("Process instance started successfully", data)
+
+
+_Started = tuple[InstanceRecord, Definition, CalledProcesses]
+
+
+async def _start(
+    uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInstance, deps: Deps, stored: DefinitionRecord,
+    latest: LatestGuard | None,
+) -> _Started:
+    """Run the new instance to its first wait state and store it; with `latest`, only if `stored` is
+    still the latest version of its key (else StaleDefinition, having stored nothing)."""
+    definition = deps.definitions.get(stored)
+    process_key = cmd.process_key if cmd.process_key in definition.processes else None
+    process_key = process_key or definition.main_process
+    variables = {**await _inherited(uow, ctx, cmd), **_start_variables(cmd)}
+    called = await preload_called_processes(uow, deps, ctx.tenant_id, definition)
+    now = deps.clock.now()
+    guid = cmd.instance_guid or deps.ids.new_id()
+    transition = engine.start(
+        definition,
+        instance_guid=guid,
+        variables=variables,
+        now=now,
+        ids=deps.ids,
+        process_key=process_key,
+        start_node_id=choose_start_node(definition, process_key, cmd, variables),
+        execution_mode=ExecutionMode(cmd.execution_mode),
+        actor=ctx.actor,
+        limits=deps.limits,
+        lookup=called.lookup,
+    )
+    state = transition.state
+    called.pin(state)
+    record = InstanceRecord(
+        instance_guid=guid,
+        tenant_id=ctx.tenant_id,
+        definition_id=stored.id,
+        process_key=process_key,
+        process_name=definition.processes[process_key].name or stored.name,
+        definition_version=stored.version,
+        status=str(state.status),
+        execution_mode=str(state.execution_mode),
+        state=state,
+        row_version=1,
+        business_key=cmd.business_key,
+        correlation_key=cmd.business_key,
+        context_type=cmd.context_type,
+        context_id=cmd.context_id,
+        started_at=now,
+        updated_at=now,
+        completed_at=state.completed_at,
+    )
+    if transition.effects:
+        await uow.begin()  # the jobs commit with the instance, or neither does
+    try:
+        await uow.instances.add_with_history(record, transition.events, latest=latest)
+    except DuplicateInstance:
+        raise DuplicateInstanceGuid(
+            f"Process instance '{guid}' already exists.", details={"instanceGuid": guid}
+        ) from None
+    if transition.effects:
+        await uow.jobs.enqueue(ctx.tenant_id, guid, transition.effects, now)
+    await uow.commit()
+    return record, definition, called

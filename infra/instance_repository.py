@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import msgspec
 
 from domain.state import HistoryEvent, decode_state, encode_state
-from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, Page
+from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, LatestGuard, Page, StaleDefinition
 from infra import sql
 from infra.database import Db, Row
 from infra.jsonb import any_from_jsonb, to_jsonb
@@ -67,7 +67,9 @@ class PostgresInstanceRepository:
         if status != "INSERT 0 1":
             raise DuplicateInstance(record.instance_guid)
 
-    async def add_with_history(self, record: InstanceRecord, events: Sequence[HistoryEvent]) -> None:
+    async def add_with_history(
+        self, record: InstanceRecord, events: Sequence[HistoryEvent], *, latest: LatestGuard | None = None
+    ) -> None:
         # The events travel as one JSON array the statement unpacks: one round trip for all of them.
         inserted = await self._db.fetchval(
             sql.INSERT_INSTANCE_WITH_HISTORY,
@@ -89,7 +91,12 @@ class PostgresInstanceRepository:
             record.updated_at,
             record.completed_at,
             _events_encoder.encode(events),
+            None if latest is None else latest.definition_id,
+            None if latest is None else latest.process_key,
+            None if latest is None else latest.name,
         )
+        if inserted == -1:
+            raise StaleDefinition(record.definition_id)
         if inserted != 1:
             raise DuplicateInstance(record.instance_guid)
 

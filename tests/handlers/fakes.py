@@ -20,8 +20,10 @@ from handlers.ports import (
     DuplicateInstance,
     InstanceFilter,
     InstanceRecord,
+    LatestGuard,
     NewDefinition,
     Page,
+    StaleDefinition,
     StoredResponse,
 )
 
@@ -116,7 +118,14 @@ class FakeInstances:
             raise DuplicateInstance(record.instance_guid)
         self.s.instances[key] = record
 
-    async def add_with_history(self, record: InstanceRecord, events: Sequence[HistoryEvent]) -> None:
+    async def add_with_history(
+        self, record: InstanceRecord, events: Sequence[HistoryEvent], *, latest: LatestGuard | None = None
+    ) -> None:
+        if latest is not None:
+            current = await FakeDefinitions(self.s).latest(record.tenant_id, latest.process_key)
+            if (current is None or current.id != latest.definition_id or not current.is_active
+                    or current.name != latest.name):
+                raise StaleDefinition(latest.definition_id)
         await self.add(record)
         if events:
             self.s.history.setdefault((record.tenant_id, record.instance_guid), []).extend(events)
@@ -222,13 +231,6 @@ class FakeJobs:
         if row is None:
             return False
         row.status, row.locked_by, row.run_at, row.last_error = "pending", None, run_at, error
-        return True
-
-    async def put_back(self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, now: datetime) -> bool:
-        row = self._held(job_id, worker_id, attempt)
-        if row is None:
-            return False
-        row.status, row.locked_by, row.run_at, row.attempts = "pending", None, run_at, row.attempts - 1
         return True
 
 

@@ -6,9 +6,9 @@ import msgspec
 import pytest
 
 from domain.state import HistoryEvent, InstanceStatus, Token
-from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, Page
+from handlers.ports import DuplicateInstance, InstanceFilter, InstanceRecord, LatestGuard, Page, StaleDefinition
 from infra.unit_of_work import PostgresUnitOfWorkFactory
-from tests.infra.records import at, instance
+from tests.infra.records import at, instance, new_definition
 
 
 async def add(uow_factory: PostgresUnitOfWorkFactory, *records: InstanceRecord) -> None:
@@ -234,3 +234,38 @@ async def test_add_with_history_of_a_duplicate_guid_writes_nothing(uow_factory: 
         globex, _ = await uow.history.page("globex", "i-1", Page())
     assert acme == [first] and globex == [first]
     assert await load(uow_factory, "i-1", tenant="globex") is not None
+
+
+async def test_a_write_guarded_on_the_latest_definition_happens_only_while_it_is(
+    uow_factory: PostgresUnitOfWorkFactory,
+) -> None:
+    async with uow_factory() as uow:
+        v1 = await uow.definitions.add(new_definition(name="Loan"))
+        for _ in range(2):  # another tenant's newer versions never count
+            await uow.definitions.add(new_definition(tenant="globex", name="Loan"))
+        await uow.commit()
+    started = HistoryEvent(seq=1, event_type="InstanceStarted", at=at(1))
+    guard = LatestGuard(process_key="loan", definition_id=v1.id, name="Loan")
+    refused = [
+        LatestGuard(process_key="loan", definition_id=v1.id, name="Renamed"),
+        LatestGuard(process_key="other", definition_id=v1.id, name="Loan"),
+    ]
+    async with uow_factory() as uow:
+        await uow.instances.add_with_history(instance("i-1"), [started], latest=guard)
+        for n, stale in enumerate(refused):
+            with pytest.raises(StaleDefinition):
+                await uow.instances.add_with_history(instance(f"x-{n}"), [started], latest=stale)
+        v2 = await uow.definitions.add(new_definition(name="Loan"))
+        with pytest.raises(StaleDefinition):
+            await uow.instances.add_with_history(instance("i-2"), [started], latest=guard)
+        await uow.definitions.update_meta(msgspec.structs.replace(v2, is_active=False))
+        with pytest.raises(StaleDefinition):
+            await uow.instances.add_with_history(
+                instance("i-3"), [started], latest=LatestGuard(process_key="loan", definition_id=v2.id, name="Loan")
+            )
+        await uow.commit()
+    assert await load(uow_factory, "i-1") is not None
+    for guid in ("x-0", "x-1", "i-2", "i-3"):
+        assert await load(uow_factory, guid) is None
+    async with uow_factory() as uow:
+        assert await uow.history.page("acme", "i-2", Page()) == ([], 0)
