@@ -182,6 +182,10 @@ class JobRepository(Protocol):
     ) -> bool:
         """Hand the held job back to the queue, due again at `run_at`."""
         ...
+    async def put_back(self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, now: datetime) -> bool:
+        """Hand the held job back to the queue, due at `run_at`, without this claim counting as an
+        attempt (it was made too early)."""
+        ...
 
 
 class IdempotencyRepository(Protocol):

@@ -2,6 +2,9 @@
 
 Statements that differ only by an identifier or sort order are built here from fixed tables,
 never from caller text.
+
+Every statement on tenant data names its tenant, except the job worker's and housekeeping's,
+which serve all tenants on purpose; the comment above CLAIM_DUE_JOBS lists them.
 """
 
 from __future__ import annotations
@@ -190,9 +193,6 @@ ORDER BY seq DESC LIMIT $3 OFFSET $4"""
 
 # --- jobs --------------------------------------------------------------------------------
 
-_JOB_COLUMNS = """id, tenant_id, instance_guid, token_id, node_id, kind, payload, status, attempts,
-    max_attempts, run_at, lease_until, locked_by, last_error, idempotency_key, created_at, updated_at"""
-
 INSERT_JOB = """
 INSERT INTO jobs (tenant_id, instance_guid, token_id, node_id, kind, payload, max_attempts, run_at,
     idempotency_key, created_at, updated_at)
@@ -201,8 +201,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"""
 CANCEL_TOKEN_JOBS = """
 UPDATE jobs SET status = 'cancelled', updated_at = $4
 WHERE tenant_id = $1 AND instance_guid = $2 AND token_id = $3 AND status = 'pending'"""
-
-GET_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1"
 
 # A service call's job, as INSERT_JOB, but a token that comes back to the same service task (a
 # loop) makes a new call which must not look like a repeat of the old one: its key ($9) gets
@@ -218,71 +216,19 @@ FROM (
       AND (idempotency_key = $9 OR starts_with(idempotency_key, $9 || '~'))
 ) AS earlier"""
 
-# The worker serves every tenant, so claiming is the one job query not scoped by tenant.
-# A running job whose lease ran out belongs to a worker presumed dead and is claimed again.
-# $1 now, $2 how many, $3 worker id, $4 lease seconds
-CLAIM_JOBS = """
-WITH due AS (
-    SELECT id FROM jobs
-    WHERE (status = 'pending' AND run_at <= $1) OR (status = 'running' AND lease_until < $1)
-    ORDER BY run_at, id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_by = $3,
-    lease_until = $1::timestamptz + make_interval(secs => $4), updated_at = $1
-FROM due WHERE jobs.id = due.id
-RETURNING jobs.*"""
+# The worker's side of the queue serves every tenant, so these statements are the deliberately
+# cross-tenant ones (every other statement on tenant data names its tenant):
+# - CLAIM_DUE_JOBS takes due jobs of any tenant;
+# - the statements on a held job (HOLD_JOB, SETTLE_HELD_JOB, RETRY_HELD_JOB, RELEASE_HELD_JOB,
+#   EXTEND_HELD_JOB_LEASE) address it by id alone: the claim returned its tenant, and everything
+#   else the feed-back reads or writes is scoped by that tenant;
+# - housekeeping (DELETE_FINISHED_JOBS here, PRUNE_IDEMPOTENCY_KEYS below) deletes expired rows of
+#   every tenant.
 
-# The following only touch a job the caller still holds: after its lease ran out and another
-# worker claimed it, the late worker's write changes nothing.
-_HELD = "id = $1 AND locked_by = $2 AND status = 'running'"
-
-EXTEND_JOB_LEASE = (
-    f"UPDATE jobs SET lease_until = $3::timestamptz + make_interval(secs => $4), updated_at = $3 WHERE {_HELD}"
-)
-COMPLETE_JOB = f"UPDATE jobs SET status = 'done', lease_until = NULL, updated_at = $3 WHERE {_HELD}"
-FAIL_JOB = f"""
-UPDATE jobs SET status = 'failed', lease_until = NULL, last_error = $4, updated_at = $3 WHERE {_HELD}"""
-RESCHEDULE_JOB = f"""
-UPDATE jobs SET status = 'pending', lease_until = NULL, locked_by = NULL, run_at = $4, last_error = $5,
-    updated_at = $3
-WHERE {_HELD}"""
-
-# The worker's feed-back transaction. $1 job id, $2 worker id, $3 attempt (the claim it made):
-# a job is the caller's only while it is running under that very claim.
-_HELD_CLAIM = "id = $1 AND locked_by = $2 AND attempts = $3 AND status = 'running'"
-
-# Locks the row until the transaction ends, so no other worker can claim it meanwhile.
-HOLD_JOB = f"SELECT id FROM jobs WHERE {_HELD_CLAIM} FOR UPDATE"
-
-# $5 status: done, failed or cancelled; $6 error
-SETTLE_HELD_JOB = f"""
-UPDATE jobs SET status = $5, lease_until = NULL, last_error = coalesce($6, last_error), updated_at = $4
-WHERE {_HELD_CLAIM}"""
-
-# $5 run_at, $6 error
-RETRY_HELD_JOB = f"""
-UPDATE jobs SET status = 'pending', lease_until = NULL, locked_by = NULL, run_at = $5, last_error = $6,
-    updated_at = $4
-WHERE {_HELD_CLAIM}"""
-
-# A stop that interrupts a call hands its job straight back: that claim does not count.
-RELEASE_HELD_JOB = f"""
-UPDATE jobs SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, run_at = $4,
-    updated_at = $4
-WHERE {_HELD_CLAIM}"""
-
-# $1 tenant, $2 instance, $3 token, $4 job id
-LATER_JOB_FOR_TOKEN = """
-SELECT EXISTS (
-    SELECT 1 FROM jobs later
-    WHERE later.tenant_id = $1 AND later.instance_guid = $2 AND later.token_id = $3 AND later.id > $4
-      AND later.kind = (SELECT kind FROM jobs WHERE id = $4)
-)"""
-
-# Like CLAIM_JOBS, but each job's lease is its own call timeout plus a margin ($4 seconds), so a
-# job whose worker died is claimed again as soon as its call could no longer be running.
+# A running job whose lease ran out belongs to a worker presumed dead and is claimed again; every
+# claim counts as an attempt. Each job is leased for its own call timeout plus a margin, so a job
+# whose worker died is claimed again as soon as its call could no longer be running. SKIP LOCKED
+# lets any number of claimers take disjoint batches without waiting on each other.
 # $1 now, $2 how many, $3 worker id, $4 lease margin seconds
 CLAIM_DUE_JOBS = """
 WITH due AS (
@@ -298,6 +244,63 @@ UPDATE jobs SET status = 'running', attempts = jobs.attempts + 1, locked_by = $3
     updated_at = $1
 FROM due WHERE jobs.id = due.id
 RETURNING jobs.*"""
+
+# What a worker does with a job it claimed. $1 job id, $2 worker id, $3 attempt (the claim it
+# made): a job is the caller's only while it is running under that very claim, so a worker that
+# overran its lease and lost the job to a later claim changes nothing.
+_HELD_CLAIM = "id = $1 AND locked_by = $2 AND attempts = $3 AND status = 'running'"
+
+# Locks the row until the transaction ends, so no other worker can claim it meanwhile.
+HOLD_JOB = f"SELECT id FROM jobs WHERE {_HELD_CLAIM} FOR UPDATE"
+
+# $4 now, $5 status: done, failed or cancelled; $6 error
+SETTLE_HELD_JOB = f"""
+UPDATE jobs SET status = $5, lease_until = NULL, last_error = coalesce($6, last_error), updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# $4 now, $5 run_at, $6 error
+RETRY_HELD_JOB = f"""
+UPDATE jobs SET status = 'pending', lease_until = NULL, locked_by = NULL, run_at = $5, last_error = $6,
+    updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# Back to the queue, due at $5, without this claim counting: a stop interrupted the call, or a
+# timer was claimed before its due time. $4 now
+RELEASE_HELD_JOB = f"""
+UPDATE jobs SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, run_at = $5,
+    updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# The lease runs at least until $4 now + $5 seconds (never shortened): a worker keeps the job
+# while it retries recording an outcome it already has.
+EXTEND_HELD_JOB_LEASE = f"""
+UPDATE jobs SET lease_until = greatest(lease_until, $4::timestamptz + make_interval(secs => $5)), updated_at = $4
+WHERE {_HELD_CLAIM}"""
+
+# $1 tenant, $2 instance, $3 token, $4 job id
+LATER_JOB_FOR_TOKEN = """
+SELECT EXISTS (
+    SELECT 1 FROM jobs later
+    WHERE later.tenant_id = $1 AND later.instance_guid = $2 AND later.token_id = $3 AND later.id > $4
+      AND later.kind = (SELECT kind FROM jobs WHERE id = $4)
+)"""
+
+# Housekeeping, across tenants: up to $2 finished jobs last changed before $1. Jobs of an instance
+# still running, waiting or in error stay whatever their age: a token coming back to a service
+# task numbers its new idempotency key by counting the earlier jobs (INSERT_CALL_JOB), and a
+# superseded job is recognised by the later ones (LATER_JOB_FOR_TOKEN).
+DELETE_FINISHED_JOBS = """
+DELETE FROM jobs WHERE id IN (
+    SELECT j.id FROM jobs j
+    WHERE j.status IN ('done', 'failed', 'cancelled') AND j.updated_at < $1
+      AND NOT EXISTS (
+          SELECT 1 FROM process_instances i
+          WHERE i.tenant_id = j.tenant_id AND i.instance_guid = j.instance_guid
+            AND i.status IN ('running', 'waiting', 'error')
+      )
+    LIMIT $2
+    FOR UPDATE OF j SKIP LOCKED
+)"""
 
 # New due jobs wake idle workers at once instead of at their next poll. A notification is sent
 # when the transaction commits (never for one rolled back), once however many jobs it stored.
@@ -320,8 +323,12 @@ SET request_hash = excluded.request_hash, status_code = excluded.status_code,
     http_status = excluded.http_status, body = excluded.body, created_at = excluded.created_at
 WHERE idempotency_keys.created_at <= $8"""
 
-# Maintenance across tenants: entries past their lifetime are never read again.
-PRUNE_IDEMPOTENCY_KEYS = "DELETE FROM idempotency_keys WHERE created_at <= $1"
+# Housekeeping, across tenants: up to $2 entries created at or before $1 (past their lifetime,
+# never read again). By ctid: the table's key is (tenant, key), and a batch needs no tenant.
+PRUNE_IDEMPOTENCY_KEYS = """
+DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE created_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+))"""
 
 # --- databases (test fixtures and tooling) -----------------------------------------------
 

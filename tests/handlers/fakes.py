@@ -233,6 +233,13 @@ class FakeJobs:
         row.status, row.locked_by, row.run_at, row.last_error = "pending", None, run_at, error
         return True
 
+    async def put_back(self, job_id: int, worker_id: str, attempt: int, *, run_at: datetime, now: datetime) -> bool:
+        row = self._held(job_id, worker_id, attempt)
+        if row is None:
+            return False
+        row.status, row.locked_by, row.run_at, row.attempts = "pending", None, run_at, row.attempts - 1
+        return True
+
 
 class FakeIdempotency:
     def __init__(self, store: Store) -> None:
