@@ -52,6 +52,10 @@ class Housekeeping:
         self._max_batches = max_batches
         self._timeout = acquire_timeout
 
+    @property
+    def job_retention(self) -> timedelta:
+        return self._retention
+
     async def run(self, now: datetime, *, keep_going: Callable[[], bool] = lambda: True) -> Swept:
         """One pass: finished jobs last changed more than the retention ago (of instances that
         are no longer live), then idempotency keys past their lifetime. `keep_going` is asked

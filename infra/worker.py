@@ -183,6 +183,10 @@ class JobWorker:
     def running(self) -> bool:
         return self._loop is not None
 
+    @property
+    def housekeeping(self) -> Housekeeping | None:
+        return self._housekeeping
+
     # -- claiming -------------------------------------------------------------------------------
 
     async def run_once(self) -> list[Settled | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -48,13 +49,14 @@ async def _send(client: httpx.AsyncClient, cmd: str, data: dict[str, object]) ->
 
 
 async def test_the_lifespan_runs_the_workers_and_stops_them_first(db_dsn: str, tmp_path: Path) -> None:
-    settings = Settings(database_url=db_dsn, data_dir=tmp_path, workers=2, job_poll_ms=20)
+    settings = Settings(database_url=db_dsn, data_dir=tmp_path, workers=2, job_poll_ms=20, job_retention_hours=24)
     container = build_container(settings)
     app = create_app(settings, container=container, demo_tenant=None)
     with local_service(Ledger()) as url:
         async with app.router.lifespan_context(app):
             worker: JobWorker = container.resolve(JobWorker)
             assert worker.running
+            assert worker.housekeeping is not None and worker.housekeeping.job_retention == timedelta(hours=24)
             assert isinstance(container.resolve(HttpCaller), HttpCaller)
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://flowcore.test") as client:

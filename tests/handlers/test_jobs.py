@@ -311,3 +311,45 @@ async def test_a_timer_claimed_before_its_time_goes_back_to_the_queue(h: Harness
     h.clock.advance(300)
     assert await fire_timer(h.deps, h.claim()) is Settled.DONE
     assert (await h.state(guid))["status"] == "completed"
+
+
+async def test_a_timer_claimed_early_again_and_again_spends_no_attempt(h: Harness) -> None:
+    guid = await h.start(timer_model())
+    row = next(iter(h.store.job_rows.values()))
+    for _ in range(row.max_attempts + 2):  # a process whose clock runs ahead keeps claiming it
+        assert await fire_timer(h.deps, h.reclaim(row)) is Settled.RESCHEDULED
+        assert (h.store.job_rows[row.id].attempts, h.store.job_rows[row.id].status) == (0, "pending")
+        row = h.store.job_rows[row.id]
+    h.clock.advance(300)
+    job = h.claim()
+    assert job.attempt == 1
+    assert await fire_timer(h.deps, job) is Settled.DONE
+    assert (await h.state(guid))["status"] == "completed"
+
+
+async def test_a_timer_claimed_past_its_last_attempt_fails_at_the_timer_and_can_be_retried(h: Harness) -> None:
+    guid = await h.start(timer_model())
+    h.clock.advance(300)
+    row = next(iter(h.store.job_rows.values()))
+    for _ in range(row.max_attempts):
+        h.reclaim(row)  # each worker died (or could not record the firing) and the lease ran out
+    beyond = h.reclaim(row)
+    assert beyond.attempt == row.max_attempts + 1
+    assert await fire_timer(h.deps, beyond) is Settled.FAILED
+    failed = h.row(beyond)
+    assert failed.status == "failed"
+    assert failed.last_error == f"no worker recorded its firing in {row.max_attempts} attempts"
+    state = await h.state(guid)
+    assert state["status"] == "error"
+    assert state["error"]["taskId"] == "Pause"
+    assert state["error"]["errorMessage"] == (
+        f"Timer 'Pause' could not fire: no worker recorded its firing in {row.max_attempts} attempts"
+    )
+    assert [a["action"] for a in state["nextActions"]] == ["retry", "skip", "cancel"]
+    # the operator retries: the timer is scheduled afresh, with a new job and a fresh budget
+    assert (await h.send(RetryFailedTask(instance_guid=guid)))["status"] == "waiting"
+    h.clock.advance(300)
+    again = h.claim()
+    assert (again.id != beyond.id, again.attempt) == (True, 1)
+    assert await fire_timer(h.deps, again) is Settled.DONE
+    assert (await h.state(guid))["status"] == "completed"

@@ -7,6 +7,8 @@ asked, and keeps a ledger of calls and effects per Idempotency-Key.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -23,15 +25,20 @@ from commands.instances import (
     CancelProcessInstance,
     GetProcessInstanceHistory,
     GetProcessInstanceState,
+    RetryFailedTask,
     StartProcessInstance,
 )
+from domain import engine as domain_engine
 from domain.service_outcome import Succeeded
 from handlers.bus import Bus, Reply, RequestContext
 from handlers.deps import Deps
+from handlers.errors import VersionConflict
 from handlers.jobs import Settled, record_call_outcome
+from handlers.ports import StorageUnavailable, UnitOfWork, UnitOfWorkFactory
 from handlers.table import HANDLERS
 from infra.clock import SystemClock
 from infra.database import create_pool
+from infra.housekeeping import Housekeeping
 from infra.http_caller import HttpCaller, new_client
 from infra.ids import UuidIds
 from infra.job_store import PostgresJobStore
@@ -150,10 +157,18 @@ class Engine:
         self.bus = Bus(HANDLERS, self.deps)
         self.store = PostgresJobStore(pool)
 
-    def worker(self, worker_id: str | None = None, **config: Any) -> JobWorker:
+    def worker(
+        self,
+        worker_id: str | None = None,
+        *,
+        deps: Deps | None = None,
+        housekeeping: Housekeeping | None = None,
+        **config: Any,
+    ) -> JobWorker:
         settings = {"size": 4, "poll_interval": 0.02, "lease_margin": 1.0, **config}
         return JobWorker(
-            self.deps, self.store, self.caller, WorkerConfig(**settings), worker_id=worker_id, jitter=lambda: 1.0
+            deps or self.deps, self.store, self.caller, WorkerConfig(**settings), worker_id=worker_id,
+            jitter=lambda: 1.0, housekeeping=housekeeping,
         )
 
     async def send(self, command: Command) -> Any:
@@ -176,6 +191,16 @@ class Engine:
 
     async def jobs(self) -> list[asyncpg.Record]:
         return list(await self.pool.fetch("SELECT * FROM jobs ORDER BY id"))
+
+    async def until_job(self, *statuses: str, timeout: float = 15) -> asyncpg.Record:
+        deadline = time.monotonic() + timeout
+        while True:
+            [job] = await self.jobs()
+            if job["status"] in statuses:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the job stayed {job['status']} (attempts {job['attempts']})")
+            await asyncio.sleep(0.02)
 
     async def until_status(self, guid: str, *statuses: str, timeout: float = 15) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -368,3 +393,110 @@ async def test_without_listening_the_poll_finds_the_job(engine: Engine, ledger: 
     finally:
         await worker.stop()
     assert state["status"] == "completed"
+
+
+class CommitFails:
+    """A unit-of-work factory whose first `times` commits fail with `error`: the feed-back
+    transaction is rolled back, as when the database goes away at the worst moment."""
+
+    def __init__(self, real: UnitOfWorkFactory, error: Exception, times: int) -> None:
+        self.real = real
+        self.error = error
+        self.left = times
+
+    def __call__(self) -> UnitOfWork:
+        uow = self.real()
+        commit = uow.commit
+
+        async def failing_commit() -> None:
+            if self.left > 0:
+                self.left -= 1
+                raise self.error
+            await commit()
+
+        uow.commit = failing_commit  # type: ignore[method-assign]
+        return uow
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        StorageUnavailable("database unavailable: ConnectionResetError: reset by peer"),
+        VersionConflict("Process instance 'x' kept changing"),
+        RuntimeError("the response said: secret-body-text"),
+    ],
+    ids=["storage-unavailable", "version-conflict", "unexpected"],
+)
+async def test_a_successful_call_whose_feed_back_fails_is_recorded_without_calling_again(
+    engine: Engine, ledger: Ledger, service_url: str, caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flowcore.worker")
+    guid = await engine.start(one_call(service_url, timeout_ms=1000), {"customerId": 3})
+    flaky = CommitFails(engine.deps.uow, error, times=3)
+    # The claim's lease (1 s + 0.05 s) runs out during the tries (0.2 + 0.4 + 0.8 s) unless extended.
+    worker = engine.worker(
+        deps=dataclasses.replace(engine.deps, uow=flaky), lease_margin=0.05, feedback_backoff=0.2
+    )
+    state = await running(worker, lambda: engine.until_status(guid, "completed", "error"))
+    assert state["status"] == "completed" and state["state"]["variables"]["score"]["echo"] == {"customer": 3}
+    assert flaky.left == 0
+    assert ledger.total == 1  # called once: the outcome in hand was recorded on the fourth try
+    [job] = await engine.jobs()
+    assert (job["status"], job["attempts"]) == ("done", 1)
+    assert caplog.text.count("its outcome could not be recorded") == 3
+    assert type(error).__name__ in caplog.text and "secret-body-text" not in caplog.text
+
+
+async def test_a_timer_whose_firing_keeps_failing_ends_in_error_after_its_attempts(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guid = await engine.start(zero_timer())
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the engine")
+
+    monkeypatch.setattr(domain_engine, "fire_timer", broken)
+    worker = engine.worker(lease_margin=0.05, feedback_tries=1)  # every failure is left to the lease
+    state = await running(worker, lambda: engine.until_status(guid, "error"))
+    assert state["error"]["taskId"] == "Pause"
+    assert state["error"]["errorMessage"] == "Timer 'Pause' could not fire: no worker recorded its firing in 3 attempts"
+    [job] = await engine.jobs()
+    assert (job["status"], job["attempts"]) == ("failed", 4)
+    # fixed, the operator retries: the timer is scheduled afresh and fires
+    monkeypatch.undo()
+    await engine.send(RetryFailedTask(instance_guid=guid))
+    state = await running(engine.worker(), lambda: engine.until_status(guid, "completed"))
+    assert [j["status"] for j in await engine.jobs()] == ["failed", "done"]
+
+
+async def test_a_job_whose_failure_cannot_be_recorded_either_is_failed_alone_instead_of_claimed_forever(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="flowcore.worker")
+    guid = await engine.start(zero_timer())
+    never = CommitFails(engine.deps.uow, StorageUnavailable("database unavailable: test"), times=1_000_000)
+    worker = engine.worker(deps=dataclasses.replace(engine.deps, uow=never), lease_margin=0.05, feedback_tries=1)
+    job = await running(worker, lambda: engine.until_job("failed"))
+    assert job["attempts"] == 4
+    assert job["last_error"] == "attempts spent (3) and the failure could not be recorded on the instance"
+    assert (await engine.state(guid))["status"] == "waiting"  # nothing could be written to it
+    assert f"job {job['id']} (scheduleTimer) of instance {guid} marked failed" in caplog.text
+
+
+async def test_the_worker_pool_runs_housekeeping(engine: Engine) -> None:
+    old = engine.clock.now() - timedelta(hours=25)
+    await engine.pool.execute(
+        "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status_code, http_status, body, created_at) "
+        "VALUES ('bank-a', 'old', 'h', '00', 200, '', $1), ('bank-a', 'fresh', 'h', '00', 200, '', now())",
+        old,
+    )
+    worker = engine.worker(housekeeping=Housekeeping(engine.pool), housekeeping_interval=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while await engine.pool.fetchval("SELECT count(*) FROM idempotency_keys") > 1:
+            assert time.monotonic() < deadline, "housekeeping did not run"
+            await asyncio.sleep(0.02)
+    finally:
+        await worker.stop()
+    assert await engine.pool.fetchval("SELECT key FROM idempotency_keys") == "fresh"

@@ -21,9 +21,16 @@ def test_worker_settings_default_and_come_from_the_environment() -> None:
     assert "job_poll_ms=50" in repr(settings)
 
 
+def test_job_retention_defaults_to_a_week_and_comes_from_the_environment() -> None:
+    assert load_settings({}).job_retention_hours == 168
+    settings = load_settings({"FLOWCORE_JOB_RETENTION_HOURS": "24"})
+    assert settings.job_retention_hours == 24 and "job_retention_hours=24" in repr(settings)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("FLOWCORE_JOB_POLL_MS", "0"), ("FLOWCORE_JOB_LEASE_MARGIN_MS", "-1"), ("FLOWCORE_RETRY_BACKOFF_CAP_MS", "x")],
+    [("FLOWCORE_JOB_POLL_MS", "0"), ("FLOWCORE_JOB_LEASE_MARGIN_MS", "-1"), ("FLOWCORE_RETRY_BACKOFF_CAP_MS", "x"),
+     ("FLOWCORE_JOB_RETENTION_HOURS", "0")],
 )
 def test_bad_worker_settings_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
