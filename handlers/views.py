@@ -154,8 +154,12 @@ def _add_supervision(
 
 def _executed_tasks(definition: Definition, state: InstanceState) -> int:
     """Tasks run, not the events and gateways `completedTasks` also lists."""
-    kinds = {node.id: node.kind for process in definition.processes.values() for node in process.nodes.values()}
-    return sum(1 for node_id in state.completed_tasks if kinds.get(node_id) in TASK_KINDS)
+    graphs = definition.processes.values()
+    return sum(
+        1
+        for node_id in state.completed_tasks
+        if any((node := graph.nodes.get(node_id)) is not None and node.kind in TASK_KINDS for graph in graphs)
+    )
 
 
 def instance_summary(record: InstanceRecord) -> dict[str, Any]:
