@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from domain import results, supervision
+from domain import results, scripting, supervision
 from domain.errors import (
     InvalidAction,
     InvalidStateForCommand,
@@ -86,8 +86,16 @@ def start_nodes(definition: Definition, process_key: str | None = None) -> list[
     return [graph.nodes[n] for n in graph.start_nodes if n in graph.nodes]
 
 
-def _choose_start(definition: Definition, key: str, start_node_id: str | None) -> Node:
+def _choose_start(
+    definition: Definition, key: str, start_node_id: str | None, start_condition: str | None,
+    variables: Mapping[str, Any],
+) -> Node:
+    """`startNodeId` wins; a `startCondition` picks the start event it names (id, name or its
+    `startCondition` property), else the first whose `condition` property, a JavaScript expression
+    that sees the variables and `startCondition`, holds; else the one none start event."""
     starts = start_nodes(definition, key)
+    if start_node_id is None and start_condition is not None:
+        start_node_id = _start_by_condition(starts, start_condition.strip(), variables)
     if start_node_id is not None:
         for node in starts:
             if node.id == start_node_id:
@@ -105,6 +113,17 @@ def _choose_start(definition: Definition, key: str, start_node_id: str | None) -
     if not candidates:
         raise StartNodeNotFound("Start node for process definition not found.")
     return candidates[0]
+
+
+def _start_by_condition(starts: list[Node], wanted: str, variables: Mapping[str, Any]) -> str:
+    for node in starts:
+        if wanted in (node.id, node.name, node.prop("startCondition")):
+            return node.id
+    for node in starts:
+        expression = node.prop("condition")
+        if expression and scripting.evaluate_condition(expression, {**variables, "startCondition": wanted}):
+            return node.id
+    raise StartNodeNotFound("Start node for process definition not found.", details={"startCondition": wanted})
 
 
 def _json_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,6 +145,7 @@ def start(
     ids: IdSource,
     process_key: str | None = None,
     start_node_id: str | None = None,
+    start_condition: str | None = None,
     execution_mode: ExecutionMode = ExecutionMode.UNSUPERVISED,
     actor: str | None = None,
     limits: Limits = Limits(),
@@ -134,7 +154,7 @@ def start(
     key = process_key or definition.main_process
     if key not in definition.processes:
         raise StartNodeNotFound("Start node for process definition not found.", details={"processKey": key})
-    node = _choose_start(definition, key, start_node_id)
+    node = _choose_start(definition, key, start_node_id, start_condition, variables)
     values = _json_variables(variables)
     mandatory = [p.strip() for p in (node.prop("mandatoryParams") or "").split(",") if p.strip()]
     missing = [p for p in mandatory if values.get(p) is None]

@@ -6,9 +6,7 @@ from typing import Any
 
 from commands.instances import EmbeddedJsonError, StartProcessInstance
 from domain import engine
-from domain.errors import StartNodeNotFound
 from domain.model import Definition
-from domain.scripting import evaluate_condition
 from domain.state import ExecutionMode
 from handlers.bus import Reply, RequestContext
 from handlers.called_processes import CalledProcesses, preload_called_processes
@@ -63,25 +61,6 @@ async def _inherited(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInst
     return dict(values) if names is None else {n: values[n] for n in names if n in values}
 
 
-def choose_start_node(definition: Definition, process_key: str, cmd: StartProcessInstance,
-                      variables: dict[str, Any]) -> str | None:
-    """`startNodeId` wins; a `startCondition` selects the start event it names (id, name or its
-    `startCondition` property), else the first whose `condition` property, a JS expression that sees
-    the variables and `startCondition`, holds."""
-    if cmd.start_node_id is not None or cmd.start_condition is None:
-        return cmd.start_node_id
-    wanted = cmd.start_condition.strip()
-    candidates = engine.start_nodes(definition, process_key)
-    for node in candidates:
-        labels = {node.id, node.name, node.prop("startCondition")}
-        if wanted in labels:
-            return node.id
-    for node in candidates:
-        expression = node.prop("condition")
-        if expression and evaluate_condition(expression, {**variables, "startCondition": wanted}):
-            return node.id
-    raise StartNodeNotFound("Start node for process definition not found.")
-
 
 def _latest_key(cmd: StartProcessInstance) -> str | None:
     """The process key, when the command names the definition by it alone (its latest version)."""
@@ -134,7 +113,8 @@ async def _start(
         now=now,
         ids=deps.ids,
         process_key=process_key,
-        start_node_id=choose_start_node(definition, process_key, cmd, variables),
+        start_node_id=cmd.start_node_id,
+        start_condition=cmd.start_condition,
         execution_mode=ExecutionMode(cmd.execution_mode),
         actor=ctx.actor,
         limits=deps.limits,
