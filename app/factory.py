@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Literal
@@ -43,11 +42,6 @@ class _Environment(enum.Enum):
 
 
 FROM_ENVIRONMENT = _Environment.READ
-
-
-def demo_tenant_from_environment() -> str | None:
-    """FLOWCORE_DEMO_TENANT, "demo" when unset; set it empty to deploy no demo model."""
-    return os.environ.get("FLOWCORE_DEMO_TENANT", "demo").strip() or None
 
 
 def _json(value: object, status: int) -> Response:
@@ -116,7 +110,7 @@ def create_app(
     """Build the application; nothing is started until the server runs its lifespan.
 
     `settings` default to the environment (read here, at call time); `demo_tenant` defaults to
-    FLOWCORE_DEMO_TENANT, read when the lifespan starts.
+    the settings' (FLOWCORE_DEMO_TENANT).
     """
     resolved = settings if settings is not None else load_settings()
     box = container if container is not None else build_container(resolved)
@@ -125,7 +119,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tenant = demo_tenant_from_environment() if demo_tenant is FROM_ENVIRONMENT else demo_tenant
+        tenant = resolved.demo_tenant if demo_tenant is FROM_ENVIRONMENT else demo_tenant
         async with AsyncExitStack() as stack:
             lifecycle.serve(await _start(box, resolved, tenant, stack))
             log.info("ready to serve")

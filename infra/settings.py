@@ -66,6 +66,7 @@ class Settings:
     job_lease_margin_ms: int = 15000  # a claimed call's lease: its TimeoutMs plus this margin
     retry_backoff_cap_ms: int = 300000  # the longest wait between two attempts of a service call
     job_retention_hours: int = 168  # finished jobs of finished instances are deleted this long after
+    demo_tenant: str | None = "demo"  # gets the example process at start while it has no definitions
 
     def __repr__(self) -> str:
         # Connector headers often carry credentials and the URL a password: show neither.
@@ -77,7 +78,7 @@ class Settings:
             f"max_steps={self.max_steps}, connectors={sorted(self.connectors)!r}, "
             f"bpmn_error_field={self.bpmn_error_field!r}, job_poll_ms={self.job_poll_ms}, "
             f"job_lease_margin_ms={self.job_lease_margin_ms}, retry_backoff_cap_ms={self.retry_backoff_cap_ms}, "
-            f"job_retention_hours={self.job_retention_hours})"
+            f"job_retention_hours={self.job_retention_hours}, demo_tenant={self.demo_tenant!r})"
         )
 
     __str__ = __repr__
@@ -118,6 +119,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         job_lease_margin_ms=_int(env, "FLOWCORE_JOB_LEASE_MARGIN_MS", 15000, low=0),
         retry_backoff_cap_ms=_int(env, "FLOWCORE_RETRY_BACKOFF_CAP_MS", 300000, low=0),
         job_retention_hours=_int(env, "FLOWCORE_JOB_RETENTION_HOURS", 168, low=1),
+        # unset: "demo"; set but empty: no demo model
+        demo_tenant=(env.get("FLOWCORE_DEMO_TENANT", "demo").strip() or None),
     )
 
 

@@ -47,6 +47,12 @@ def test_every_variable_is_read() -> None:
     }
 
 
+def test_demo_tenant_defaults_to_demo_and_an_empty_value_turns_it_off() -> None:
+    assert load_settings({}).demo_tenant == "demo"
+    assert load_settings({"FLOWCORE_DEMO_TENANT": " acme "}).demo_tenant == "acme"
+    assert load_settings({"FLOWCORE_DEMO_TENANT": ""}).demo_tenant is None
+
+
 def test_the_environment_is_read_when_called_not_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOWCORE_PORT", "7001")
     assert load_settings().port == 7001
