@@ -43,29 +43,7 @@ class PostgresInstanceRepository:
         self._db = db
 
     async def add(self, record: InstanceRecord) -> None:
-        # ON CONFLICT DO NOTHING keeps the transaction usable after a duplicate guid.
-        status = await self._db.execute(
-            sql.INSERT_INSTANCE,
-            record.tenant_id,
-            record.instance_guid,
-            record.definition_id,
-            record.process_key,
-            record.process_name,
-            record.definition_version,
-            record.status,
-            record.execution_mode,
-            record.business_key,
-            record.correlation_key,
-            record.context_type,
-            to_jsonb(record.context_id),
-            encode_state(record.state),
-            record.row_version,
-            record.started_at,
-            record.updated_at,
-            record.completed_at,
-        )
-        if status != "INSERT 0 1":
-            raise DuplicateInstance(record.instance_guid)
+        await self.add_with_history(record, [])
 
     async def add_with_history(
         self, record: InstanceRecord, events: Sequence[HistoryEvent], *, latest: LatestGuard | None = None

@@ -101,11 +101,6 @@ _INSTANCE_COLUMNS = """tenant_id, instance_guid, definition_id, process_key, pro
     status, execution_mode, business_key, correlation_key, context_type, context_id, state, row_version,
     started_at, updated_at, completed_at"""
 
-INSERT_INSTANCE = f"""
-INSERT INTO process_instances ({_INSTANCE_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-ON CONFLICT (tenant_id, instance_guid) DO NOTHING"""
-
 # A new instance and its first history events as one statement (one round trip, atomic without an
 # explicit transaction). $18 is the events as a jsonb array in HistoryEvent's JSON shape; they are
 # written only when the instance row is, so a duplicate guid writes nothing and counts 0.
