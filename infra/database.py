@@ -52,9 +52,11 @@ def translated_errors() -> Iterator[None]:
     except _UNAVAILABLE as exc:
         raise StorageUnavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
     except asyncpg.InterfaceError as exc:
-        # asyncpg reports a dropped connection or a closing pool as InterfaceError; other
+        # asyncpg reports a dropped connection or a closing pool as InterfaceError (a pooled
+        # connection whose backend died is detached: "released back to the pool"); other
         # interface errors are programming mistakes and stay as they are.
-        if "closed" in str(exc) or "closing" in str(exc):
+        text = str(exc)
+        if "closed" in text or "closing" in text or "released back to the pool" in text:
             raise StorageUnavailable(f"database unavailable: {exc}") from exc
         raise
 

@@ -104,9 +104,11 @@ async def test_a_dropped_connection_is_storage_unavailable_and_the_pool_recovers
     try:
         factory = PostgresUnitOfWorkFactory(pool)
         backend_pid = await pool.fetchval("SELECT pg_backend_pid()")  # the pool's only connection
-        await pg_admin.execute("SELECT pg_terminate_backend($1)", backend_pid)
         with pytest.raises(StorageUnavailable):
             async with factory() as uow:
+                await uow.definitions.latest("acme", "loan")  # the unit now holds that connection
+                # terminate waits for the backend to exit, so the next query meets a dead connection
+                await pg_admin.execute("SELECT pg_terminate_backend($1, 5000)", backend_pid)
                 await uow.definitions.latest("acme", "loan")
         async with factory() as uow:
             assert await uow.definitions.latest("acme", "loan") is None
