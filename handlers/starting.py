@@ -61,7 +61,6 @@ async def _inherited(uow: UnitOfWork, ctx: RequestContext, cmd: StartProcessInst
     return dict(values) if names is None else {n: values[n] for n in names if n in values}
 
 
-
 def _latest_key(cmd: StartProcessInstance) -> str | None:
     """The process key, when the command names the definition by it alone (its latest version)."""
     return cmd.process_key if cmd.id is None and cmd.version is None else None
