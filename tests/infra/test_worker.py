@@ -331,6 +331,7 @@ async def test_a_call_finishing_after_the_instance_was_cancelled_is_cancelled(
         deadline = time.monotonic() + 10
         while ledger.total == 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        assert ledger.total == 1, "the call never reached the service"  # cancel lands mid-call, not before
         await engine.send(CancelProcessInstance(instance_guid=guid, reason="withdrawn"))
         while worker.busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
