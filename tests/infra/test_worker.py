@@ -370,13 +370,22 @@ async def test_each_round_of_a_loop_is_a_new_call_with_its_own_key(
     assert state["state"]["variables"]["last"]["firstTime"] is True
 
 
+# A backend of this database whose last statement was its LISTEN: the worker's listening connection.
+_SOMEONE_LISTENS = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %')"
+)
+
+
 async def test_an_idle_worker_is_woken_by_new_jobs_not_by_its_poll(
     engine: Engine, ledger: Ledger, service_url: str
 ) -> None:
     worker = engine.worker(poll_interval=60)  # polling alone would not look again within the test
     worker.start()
     try:
-        await asyncio.sleep(0.3)  # the worker has looked once, found nothing, and listens
+        await asyncio.sleep(0.3)  # the worker has looked once and found nothing
+        deadline = time.monotonic() + 10
+        while not await engine.pool.fetchval(_SOMEONE_LISTENS) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         guid = await engine.start(one_call(service_url), {"customerId": 1})
         state = await engine.until_status(guid, "completed", timeout=10)
     finally:
