@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from domain import gateways, results, scripting, service_calls, supervision, timers
 from domain.errors import BpmnErrorThrown, ScriptError
-from domain.model import EventKind, Node, NodeKind
+from domain.model import TASK_KINDS, EventKind, Node, NodeKind
 from domain.state import BlockedOn, NodeStatus, Token
 from domain.tokens import JOB, MESSAGE, SIGNAL, TIMER, USER_TASK, block
 from domain.transition import ScheduleTimer
@@ -25,9 +25,9 @@ _PASSING_THROWS = frozenset({EventKind.NONE, EventKind.MESSAGE, EventKind.SIGNAL
 
 
 def execute(run: Run, token: Token, node: Node, *, gate: bool) -> None:
-    if gate and not _pass_gate(run, token, node):
+    if gate and node.id in run.index_for(token.process_key).gated and not _pass_gate(run, token, node):
         return
-    if node.is_task and not supervision.may_run(run, token, node):
+    if node.kind in TASK_KINDS and not supervision.may_run(run, token, node):
         return
     token.status_current_node = NodeStatus.EXECUTING
     match node.kind:
@@ -62,6 +62,7 @@ def execute(run: Run, token: Token, node: Node, *, gate: bool) -> None:
 
 
 def _pass_gate(run: Run, token: Token, node: Node) -> bool:
+    """Only for nodes in the graph index's `gated` set; every other node passes."""
     unrun = run.index_for(token.process_key).unrun.get(node.id)
     if unrun is not None:
         run.fail(token, node, f"{gateways.label(node)} cannot run as drawn: {unrun}.")

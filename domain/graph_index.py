@@ -20,7 +20,7 @@ _CACHE_SIZE = 256
 class GraphIndex:
     """Per-graph tables: outgoing flows, scope entry nodes, reachability, parsed JSON properties."""
 
-    __slots__ = ("_json", "_reach", "entries", "graph", "incoming_count", "outgoing", "unrun")
+    __slots__ = ("_json", "_reach", "entries", "gated", "graph", "incoming_count", "outgoing", "straight", "unrun")
 
     def __init__(self, graph: ProcessGraph) -> None:
         self.graph = graph
@@ -33,6 +33,16 @@ class GraphIndex:
         self._reach: dict[str, frozenset[str]] = {}
         self._json: dict[tuple[str, str], Any] = {}
         self.unrun: dict[str, str] = _unrun_attachments(graph)
+        # nodes whose arrival needs more than "go on": the rest skip the gate checks
+        self.gated: frozenset[str] = frozenset(
+            node.id for node in graph.nodes.values() if node.id in self.unrun or _has_gate(node)
+        )
+        # nodes left by exactly one flow without a condition: no routing rule can pick another
+        self.straight: dict[str, Flow] = {
+            node_id: flows[0]
+            for node_id, flows in self.outgoing.items()
+            if len(flows) == 1 and flows[0].condition is None and _routes_plainly(graph.nodes[node_id])
+        }
 
     def can_reach(self, target: str) -> frozenset[str]:
         """Ids of the nodes from which a token can travel to `target` (boundary events included)."""
@@ -54,6 +64,24 @@ class GraphIndex:
         value = None if raw is None or not raw.strip() else json.loads(raw)
         self._json[key] = value
         return value
+
+
+def _has_gate(node: Node) -> bool:
+    """Whether arriving at `node` may wait (a join, startQuantity > 1) or fail (loop, bad quantities)."""
+    kind = node.kind
+    if kind in (NodeKind.PARALLEL_GATEWAY, NodeKind.INCLUSIVE_GATEWAY):
+        return len(node.incoming) > 1
+    if node.is_task or kind is NodeKind.SUB_PROCESS:
+        return node.loop is not None or node.start_quantity != 1 or node.completion_quantity < 1
+    return False
+
+
+def _routes_plainly(node: Node) -> bool:
+    # an activity with completionQuantity > 1 sends several tokens down its one flow
+    return node.kind in _GATEWAYS_ROUTED or node.completion_quantity == 1
+
+
+_GATEWAYS_ROUTED = frozenset({NodeKind.EXCLUSIVE_GATEWAY, NodeKind.INCLUSIVE_GATEWAY, NodeKind.PARALLEL_GATEWAY})
 
 
 def _scope_entries(graph: ProcessGraph) -> dict[str, tuple[str, ...]]:

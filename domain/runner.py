@@ -183,7 +183,12 @@ class Run:
 
     def leave_node(self, token: Token, node: Node) -> None:
         """Leave by the outgoing rule of the node's kind (see `gateways`)."""
-        outgoing = self.index_for(token.process_key).outgoing[node.id]
+        index = self.index_for(token.process_key)
+        flow = index.straight.get(node.id)
+        if flow is not None:
+            self.place(token, index.graph.nodes[flow.target], flow.id)
+            return
+        outgoing = index.outgoing[node.id]
         if not outgoing:
             self.end(token)
             return
