@@ -54,6 +54,8 @@ def _mapping(index: GraphIndex, node: Node, name: str) -> dict[str, str] | None:
 
 def input_view(index: GraphIndex, node: Node, variables: dict[str, Any]) -> dict[str, Any]:
     """The variables a task sees: the instance's, overlaid with its InputMapping (if any)."""
+    if not node.properties:  # most tasks carry no extension properties at all
+        return variables
     mapping = _mapping(index, node, "InputMapping")
     if not mapping:
         return variables
@@ -65,6 +67,8 @@ def input_view(index: GraphIndex, node: Node, variables: dict[str, Any]) -> dict
 
 def result_changes(index: GraphIndex, node: Node, result: Any, default_name: str) -> dict[str, Any]:
     """The variables a task's result sets; nothing when there is no result and no explicit mapping."""
+    if not node.properties:
+        return {default_name: result} if result is not None else {}
     changes: dict[str, Any] = {}
     target = node.prop("ResultVariable")
     mapping = _mapping(index, node, "OutputMapping")
