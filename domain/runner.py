@@ -44,6 +44,9 @@ from domain.transition import CancelJobs, Effect, IdSource, Transition
 
 ProcessLookup = Callable[[str], ProcessGraph | None]
 
+# Enum members the loop uses on every step, looked up once (slow class attribute access on 3.11).
+_ARRIVED, _EXECUTED_COMPLETE = NodeStatus.ARRIVED, NodeStatus.EXECUTED_COMPLETE
+
 
 class Run:
     __slots__ = (
@@ -277,7 +280,7 @@ class Run:
             self.history.add("TaskCompleted", node=node, token=token, data=data)
         elif node.kind is NodeKind.SUB_PROCESS:
             self.history.add("SubprocessCompleted", node=node, token=token)
-        token.status_current_node = NodeStatus.EXECUTED_COMPLETE
+        token.status_current_node = _EXECUTED_COMPLETE
         self.leave_node(token, node)
 
     # -- failures, errors, termination -----------------------------------------------------------
@@ -416,7 +419,7 @@ class Run:
                     queue.clear()
                     self.queued.clear()
                     return
-                behaviours.execute(self, token, node, gate=token.status_current_node is NodeStatus.ARRIVED)
+                behaviours.execute(self, token, node, gate=token.status_current_node is _ARRIVED)
             if not gateways.settle_inclusive(self):
                 return
 

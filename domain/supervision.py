@@ -61,6 +61,7 @@ Stopwatch = Callable[[], float]
 # Waits only something outside stepping ends: a signal, a service reply, a timer, an operator.
 _OUTSIDE_WAITS = SIGNALLED_WAITS | {JOB, TIMER, ERROR}
 _KILLED = (TokenState.TERMINATED, TokenState.DISMISSED)
+_SUPERVISED = ExecutionMode.SUPERVISED  # looked up once: enum member access is slow on 3.11
 
 _tokens_type = list[Token]
 
@@ -82,7 +83,7 @@ def changed_names(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def may_run(run: Run, token: Token, node: Node) -> bool:
     """Called before a task runs: pause it in supervised mode unless this step released it."""
     state = run.state
-    if state.execution_mode is not ExecutionMode.SUPERVISED:
+    if state.execution_mode is not _SUPERVISED:
         return True
     if run.released == token.id:
         run.released = None
@@ -122,7 +123,7 @@ def _snapshot(run: Run, token: Token, node: Node) -> None:
 def task_done(run: Run, token: Token, node: Node, *, success: bool) -> None:
     """Record how the step that ran `node` ended (completion or failure), in the snapshot and the history."""
     state = run.state
-    if state.execution_mode is not ExecutionMode.SUPERVISED:
+    if state.execution_mode is not _SUPERVISED:
         return
     for snapshot in reversed(state.snapshots):
         if snapshot.token_id == token.id and snapshot.task_id == node.id and snapshot.success is None:
@@ -145,7 +146,7 @@ def task_done(run: Run, token: Token, node: Node, *, success: bool) -> None:
 
 def note_side_effect(run: Run, token: Token, node: Node, text: str) -> None:
     """A step reached outside the instance (a service call): stepping back cannot undo it."""
-    if run.state.execution_mode is not ExecutionMode.SUPERVISED:
+    if run.state.execution_mode is not _SUPERVISED:
         return
     for snapshot in reversed(run.state.snapshots):
         if snapshot.token_id == token.id and snapshot.task_id == node.id:

@@ -31,6 +31,12 @@ SIGNALLED_WAITS = frozenset({USER_TASK, MESSAGE, SIGNAL})
 COMPLETABLE_WAITS = SIGNALLED_WAITS | {JOB, TIMER}
 
 
+# Enum members looked up once: on Python 3.11 `TokenState.ACTIVE` is a slow class attribute
+# access, and these checks run several times per step.
+_ACTIVE, _INACTIVE, _ON_HOLD = TokenState.ACTIVE, TokenState.INACTIVE, TokenState.ON_HOLD
+_ARRIVED, _EXECUTED_COMPLETE = NodeStatus.ARRIVED, NodeStatus.EXECUTED_COMPLETE
+
+
 def touch(token: Token, now: datetime) -> None:
     token.version += 1
     token.date_updated = now
@@ -42,28 +48,28 @@ def kind_of(token: Token) -> str | None:
 
 
 def is_pending_join(token: Token) -> bool:
-    return token.state is TokenState.INACTIVE and kind_of(token) == JOIN
+    return token.state is _INACTIVE and kind_of(token) == JOIN
 
 
 def is_alive(token: Token) -> bool:
     """Still part of the run: active, holding children, or waiting at a join for its partners."""
     state = token.state
-    return state is TokenState.ACTIVE or state is TokenState.ON_HOLD or is_pending_join(token)
+    return state is _ACTIVE or state is _ON_HOLD or is_pending_join(token)
 
 
 def is_holder(token: Token) -> bool:
-    return token.state is TokenState.ON_HOLD and kind_of(token) == SUBPROCESS
+    return token.state is _ON_HOLD and kind_of(token) == SUBPROCESS
 
 
 def is_runnable(token: Token) -> bool:
-    return token.state is TokenState.ACTIVE and token.blocked_on is None
+    return token.state is _ACTIVE and token.blocked_on is None
 
 
 def arrive(token: Token, node: Node, flow_id: str | None, now: datetime) -> None:
     """Put the token on `node`: a new entry in its action states and its back sequence."""
     token.current_node_id = node.id
     token.current_node_name = node.name
-    token.status_current_node = NodeStatus.ARRIVED
+    token.status_current_node = _ARRIVED
     token.arrived_via = flow_id
     token.scope = node.scope
     token.blocked_on = None
@@ -82,8 +88,8 @@ def finish(token: Token, now: datetime, state: TokenState = TokenState.INACTIVE)
     """The token leaves the run (end event, consumed at a join, terminated, dismissed)."""
     token.state = state
     token.blocked_on = None
-    if state is TokenState.INACTIVE:
-        token.status_current_node = NodeStatus.EXECUTED_COMPLETE
+    if state is _INACTIVE:
+        token.status_current_node = _EXECUTED_COMPLETE
     touch(token, now)
 
 
