@@ -118,6 +118,14 @@ class JoinRule(Enum):
     QUANTITY = "quantity"
 
 
+# Enum members looked up once: on Python 3.11 each `TokenState.X` is a slow class attribute
+# access, and joins test them for every token of the instance.
+_ACTIVE, _INACTIVE, _ON_HOLD = TokenState.ACTIVE, TokenState.INACTIVE, TokenState.ON_HOLD
+_ARRIVED, _EXECUTED_COMPLETE = NodeStatus.ARRIVED, NodeStatus.EXECUTED_COMPLETE
+_PARALLEL, _INCLUSIVE, _QUANTITY = JoinRule.PARALLEL, JoinRule.INCLUSIVE, JoinRule.QUANTITY
+_INCLUSIVE_GATEWAY = NodeKind.INCLUSIVE_GATEWAY
+
+
 def arrive(run: Run, token: Token, node: Node, rule: JoinRule) -> bool:
     """A token reaches a join. True: it passes on by itself; False: it waits or was merged."""
     holder = run.table.holder_of(token)
@@ -130,10 +138,10 @@ def arrive(run: Run, token: Token, node: Node, rule: JoinRule) -> bool:
         return True
     for used in chosen:
         if used is token:
-            token.state = TokenState.INACTIVE
+            token.state = _INACTIVE
             _count_arrival(run, token)
         used.blocked_on = None
-        used.status_current_node = NodeStatus.EXECUTED_COMPLETE
+        used.status_current_node = _EXECUTED_COMPLETE
         touch(used, run.now)
     if not any(used is token for used in chosen):
         _wait(run, token, node, rule)
@@ -148,7 +156,7 @@ def settle_inclusive(run: Run) -> bool:
         if not is_pending_join(token):
             continue
         node = run.node_of(token)
-        if node.kind is not NodeKind.INCLUSIVE_GATEWAY or len(node.incoming) < 2:
+        if node.kind is not _INCLUSIVE_GATEWAY or len(node.incoming) < 2:
             continue
         holder = run.table.holder_of(token)
         key = (token.process_key, node.id, holder.id if holder is not None else None)
@@ -156,11 +164,11 @@ def settle_inclusive(run: Run) -> bool:
             continue
         seen.add(key)
         candidates = _pending(run, node, token.process_key, holder)
-        chosen = _select(run, node, JoinRule.INCLUSIVE, candidates, holder, arriving=None)
+        chosen = _select(run, node, _INCLUSIVE, candidates, holder, arriving=None)
         if chosen:
             for used in chosen:
                 used.blocked_on = None
-                used.status_current_node = NodeStatus.EXECUTED_COMPLETE
+                used.status_current_node = _EXECUTED_COMPLETE
                 touch(used, run.now)
             _continue(run, node, chosen, last=chosen[-1])
             return True
@@ -196,10 +204,10 @@ def _select(
     holder: Token | None,
     arriving: Token | None,
 ) -> list[Token] | None:
-    if rule is JoinRule.QUANTITY:
+    if rule is _QUANTITY:
         wanted = node.start_quantity
         return candidates[:wanted] if len(candidates) >= wanted else None
-    if rule is JoinRule.PARALLEL:
+    if rule is _PARALLEL:
         chosen = _per_flow(node, candidates)
         return chosen if len(chosen) == len(node.incoming) else None
     if _others_can_reach(run, node, holder, candidates[0].process_key if candidates else None, arriving):
@@ -218,7 +226,7 @@ def _others_can_reach(
         at_join = t.current_node_id == node.id
         if at_join and is_pending_join(t):
             continue
-        if t.state is TokenState.ON_HOLD and not is_holder(t):
+        if t.state is _ON_HOLD and not is_holder(t):
             continue  # a split parent: its children stand for it
         # a token standing at the join but not yet counted is about to arrive
         if (at_join or t.current_node_id in reach) and table.in_scope(t, holder):
@@ -228,18 +236,18 @@ def _others_can_reach(
 
 def _count_arrival(run: Run, token: Token) -> None:
     parent = run.table.parent(token)
-    if parent is not None and parent.state is TokenState.ON_HOLD and not is_holder(parent):
+    if parent is not None and parent.state is _ON_HOLD and not is_holder(parent):
         parent.sync_node_tokens_finished += 1
         touch(parent, run.now)
 
 
 def _wait(run: Run, token: Token, node: Node, rule: JoinRule) -> None:
-    token.state = TokenState.INACTIVE
-    if rule is JoinRule.QUANTITY:
+    token.state = _INACTIVE
+    if rule is _QUANTITY:
         text = f"Waiting at {label(node)} for {node.start_quantity} tokens"
     else:
         text = f"Waiting at {label(node)} for the other incoming branches"
-    block(token, run.now, NodeStatus.ARRIVED, BlockedOn(kind=JOIN, task_id=node.id, description=text))
+    block(token, run.now, _ARRIVED, BlockedOn(kind=JOIN, task_id=node.id, description=text))
     _count_arrival(run, token)
 
 
@@ -250,18 +258,18 @@ def _continue(run: Run, node: Node, used: list[Token], last: Token) -> None:
     parent = table.parent(used[0]) if len(parent_ids) == 1 else None
     if (
         parent is not None
-        and parent.state is TokenState.ON_HOLD
+        and parent.state is _ON_HOLD
         and not is_holder(parent)
         and not table.has_alive_children(parent)
     ):
-        parent.state = TokenState.ACTIVE
+        parent.state = _ACTIVE
         run.resume_at(parent, node)
         return
     successor_parent = table.parent(last)
     successor = run.new_token(successor_parent, last.process_key)
     if (
         successor_parent is not None
-        and successor_parent.state is TokenState.ON_HOLD
+        and successor_parent.state is _ON_HOLD
         and not is_holder(successor_parent)
     ):
         successor_parent.sync_node_tokens_count += 1

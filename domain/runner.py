@@ -46,6 +46,7 @@ ProcessLookup = Callable[[str], ProcessGraph | None]
 
 # Enum members the loop uses on every step, looked up once (slow class attribute access on 3.11).
 _ARRIVED, _EXECUTED_COMPLETE = NodeStatus.ARRIVED, NodeStatus.EXECUTED_COMPLETE
+_ACTIVE, _ON_HOLD = TokenState.ACTIVE, TokenState.ON_HOLD
 
 
 class Run:
@@ -174,9 +175,9 @@ class Run:
         if len(flows) == 1:
             self.place(token, nodes[flows[0].target], flows[0].id)
             return
-        token.state = TokenState.ON_HOLD
+        token.state = _ON_HOLD
         token.blocked_on = None
-        token.status_current_node = NodeStatus.EXECUTED_COMPLETE
+        token.status_current_node = _EXECUTED_COMPLETE
         token.sync_node_tokens_count = len(flows)
         token.sync_node_tokens_finished = 0
         touch(token, self.now)
@@ -223,7 +224,7 @@ class Run:
         """A parent whose children are all done: a scope holder leaves its scope, a split parent ends."""
         while (
             parent is not None
-            and parent.state is TokenState.ON_HOLD
+            and parent.state is _ON_HOLD
             and not self.table.has_alive_children(parent)
         ):
             if kind_of(parent) == SUBPROCESS:
@@ -438,7 +439,7 @@ class Run:
             kind = kind_of(token)
             if kind == ERROR:
                 failed = failed or token
-            elif kind == JOB or (kind is None and token.state is TokenState.ACTIVE):
+            elif kind == JOB or (kind is None and token.state is _ACTIVE):
                 running = True
             elif kind is not None and kind != SUBPROCESS:
                 waiting = True
