@@ -24,7 +24,8 @@ from domain.errors import (
     TaskNotWaiting,
 )
 from domain.gateways import label
-from domain.model import Definition, EventKind, Node, NodeKind
+from domain.graph_index import index_of
+from domain.model import Definition, Node, NodeKind
 from domain.runner import ProcessLookup, Run
 from domain.state import (
     ExecutionMode,
@@ -93,18 +94,9 @@ def _choose_start(
     """`startNodeId` wins; a `startCondition` picks the start event it names (id, name or its
     `startCondition` property), else the first whose `condition` property, a JavaScript expression
     that sees the variables and `startCondition`, holds; else the one none start event."""
-    starts = start_nodes(definition, key)
-    if start_node_id is None and start_condition is not None:
-        start_node_id = _start_by_condition(starts, start_condition.strip(), variables)
-    if start_node_id is not None:
-        for node in starts:
-            if node.id == start_node_id:
-                return node
-        raise StartNodeNotFound(
-            "Start node for process definition not found.", details={"startNodeId": start_node_id}
-        )
-    plain = [n for n in starts if n.event is None or n.event.kind is EventKind.NONE]
-    candidates = plain or starts
+    if start_node_id is not None or start_condition is not None:
+        return _named_start(definition, key, start_node_id, start_condition, variables)
+    candidates = index_of(definition.processes[key]).plain_starts  # computed once per process
     if len(candidates) > 1:
         raise MultipleStartNodes(
             "Multiple start nodes found, but start condition not specified.",
@@ -113,6 +105,19 @@ def _choose_start(
     if not candidates:
         raise StartNodeNotFound("Start node for process definition not found.")
     return candidates[0]
+
+
+def _named_start(
+    definition: Definition, key: str, start_node_id: str | None, start_condition: str | None,
+    variables: Mapping[str, Any],
+) -> Node:
+    starts = start_nodes(definition, key)
+    if start_node_id is None:
+        start_node_id = _start_by_condition(starts, (start_condition or "").strip(), variables)
+    for node in starts:
+        if node.id == start_node_id:
+            return node
+    raise StartNodeNotFound("Start node for process definition not found.", details={"startNodeId": start_node_id})
 
 
 def _start_by_condition(starts: list[Node], wanted: str, variables: Mapping[str, Any]) -> str:

@@ -20,7 +20,10 @@ _CACHE_SIZE = 256
 class GraphIndex:
     """Per-graph tables: outgoing flows, scope entry nodes, reachability, parsed JSON properties."""
 
-    __slots__ = ("_json", "_reach", "entries", "gated", "graph", "incoming_count", "outgoing", "straight", "unrun")
+    __slots__ = (
+        "_json", "_reach", "entries", "gated", "graph", "incoming_count", "outgoing", "plain_starts", "straight",
+        "unrun",
+    )
 
     def __init__(self, graph: ProcessGraph) -> None:
         self.graph = graph
@@ -30,6 +33,11 @@ class GraphIndex:
         }
         self.incoming_count: dict[str, int] = {node.id: len(node.incoming) for node in graph.nodes.values()}
         self.entries: dict[str, tuple[str, ...]] = _scope_entries(graph)
+        # where an instance starts when the command names no start node: the process's none
+        # start events, else all of its start events (one of them is the answer, else none is)
+        starts = [graph.nodes[n] for n in graph.start_nodes if n in graph.nodes]
+        plain = [n for n in starts if n.event is None or n.event.kind is EventKind.NONE]
+        self.plain_starts: tuple[Node, ...] = tuple(plain or starts)
         self._reach: dict[str, frozenset[str]] = {}
         self._json: dict[tuple[str, str], Any] = {}
         self.unrun: dict[str, str] = _unrun_attachments(graph)
