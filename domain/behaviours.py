@@ -1,4 +1,4 @@
-"""What each kind of node does when a token runs it: a table from kind to one small function.
+"""What each kind of node does when a token runs it: one `match`, one small function per kind.
 
 `execute` first passes the node's gate (a join, a startQuantity > 1, an unsupported marker,
 a supervised pause), then runs the behaviour. A behaviour ends in one of four ways: the token
@@ -8,7 +8,6 @@ or finishes (`run.end`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from domain import gateways, results, scripting, service_calls, supervision, timers
@@ -30,32 +29,36 @@ def execute(run: Run, token: Token, node: Node, *, gate: bool) -> None:
         return
     if node.kind in TASK_KINDS and not supervision.may_run(run, token, node):
         return
-    token.status_current_node = _EXECUTING
-    _BEHAVIOURS.get(node.kind, _unsupported)(run, token, node)
-
-
-# Enum members are looked up once here: on Python 3.11 every `NodeStatus.X` costs a slow class
-# attribute lookup, and this module runs on every step.
-_EXECUTING = NodeStatus.EXECUTING
-
-
-def _leave(run: Run, token: Token, node: Node) -> None:
-    run.leave_node(token, node)
-
-
-def _plain_task(run: Run, token: Token, node: Node) -> None:
-    run.complete_activity(token, node, None, results.DEFAULT_SCRIPT)
-
-
-def _receive_task(run: Run, token: Token, node: Node) -> None:
-    _wait_for_message(run, token, node, NodeStatus.WAITING_MESSAGE, node.prop("messageName"))
-
-
-def _sub_process(run: Run, token: Token, node: Node) -> None:
-    if node.triggered_by_event:
-        _unsupported(run, token, node)
-    else:
-        run.enter_scope(token, node, token.process_key, node.id)
+    token.status_current_node = NodeStatus.EXECUTING
+    match node.kind:
+        case NodeKind.START_EVENT:
+            _start_event(run, token, node)
+        case NodeKind.END_EVENT:
+            _end_event(run, token, node)
+        case NodeKind.INTERMEDIATE_CATCH_EVENT:
+            _catch_event(run, token, node)
+        case NodeKind.INTERMEDIATE_THROW_EVENT:
+            _throw_event(run, token, node)
+        case NodeKind.BOUNDARY_EVENT:
+            run.leave_node(token, node)
+        case NodeKind.TASK | NodeKind.MANUAL_TASK | NodeKind.SEND_TASK | NodeKind.BUSINESS_RULE_TASK:
+            run.complete_activity(token, node, None, results.DEFAULT_SCRIPT)
+        case NodeKind.SCRIPT_TASK:
+            _script_task(run, token, node)
+        case NodeKind.USER_TASK:
+            _user_task(run, token, node)
+        case NodeKind.SERVICE_TASK:
+            _service_task(run, token, node)
+        case NodeKind.RECEIVE_TASK:
+            _wait_for_message(run, token, node, NodeStatus.WAITING_MESSAGE, node.prop("messageName"))
+        case NodeKind.EXCLUSIVE_GATEWAY | NodeKind.PARALLEL_GATEWAY | NodeKind.INCLUSIVE_GATEWAY:
+            run.leave_node(token, node)
+        case NodeKind.SUB_PROCESS if not node.triggered_by_event:
+            run.enter_scope(token, node, token.process_key, node.id)
+        case NodeKind.CALL_ACTIVITY:
+            _call_activity(run, token, node)
+        case _:
+            _unsupported(run, token, node)
 
 
 def _pass_gate(run: Run, token: Token, node: Node) -> bool:
@@ -224,26 +227,3 @@ def _call_activity(run: Run, token: Token, node: Node) -> None:
         run.fail(token, node, f"Call activity {gateways.label(node)} calls '{key}', which is not deployed.")
         return
     run.enter_scope(token, node, key, "")
-
-
-# What each node kind does; kinds not listed are not run yet (`_unsupported`).
-_BEHAVIOURS: dict[NodeKind, Callable[[Run, Token, Node], None]] = {
-    NodeKind.START_EVENT: _start_event,
-    NodeKind.END_EVENT: _end_event,
-    NodeKind.INTERMEDIATE_CATCH_EVENT: _catch_event,
-    NodeKind.INTERMEDIATE_THROW_EVENT: _throw_event,
-    NodeKind.BOUNDARY_EVENT: _leave,
-    NodeKind.TASK: _plain_task,
-    NodeKind.MANUAL_TASK: _plain_task,
-    NodeKind.SEND_TASK: _plain_task,
-    NodeKind.BUSINESS_RULE_TASK: _plain_task,
-    NodeKind.SCRIPT_TASK: _script_task,
-    NodeKind.USER_TASK: _user_task,
-    NodeKind.SERVICE_TASK: _service_task,
-    NodeKind.RECEIVE_TASK: _receive_task,
-    NodeKind.EXCLUSIVE_GATEWAY: _leave,
-    NodeKind.PARALLEL_GATEWAY: _leave,
-    NodeKind.INCLUSIVE_GATEWAY: _leave,
-    NodeKind.SUB_PROCESS: _sub_process,
-    NodeKind.CALL_ACTIVITY: _call_activity,
-}
