@@ -3,16 +3,13 @@ queue the tests claim from by hand (what the job store's claim does)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from commands.base import Command
-from commands.definitions import CreateProcessDefinition
-from commands.instances import GetProcessInstanceHistory, GetProcessInstanceState, StartProcessInstance
+from commands.instances import GetProcessInstanceHistory
 from domain.transition import CallService
-from handlers.bus import Bus, Reply, RequestContext
+from handlers.bus import Bus, RequestContext
 from handlers.deps import Deps
 from handlers.jobs import Backoff, ClaimedJob
 from handlers.table import HANDLERS
+from tests.bus_driver import BusDriver
 from tests.handlers.fakes import CountingIds, FakeJobRow, FakeUnitOfWork, FixedClock, Store
 from tests.handlers.models import HEAD, props
 
@@ -67,26 +64,14 @@ def timer_model() -> str:
 </bpmn:definitions>"""
 
 
-class Harness:
+class Harness(BusDriver):
     def __init__(self) -> None:
         self.store = Store()
         self.clock = FixedClock()
         self.deps = Deps(uow=lambda: FakeUnitOfWork(self.store), clock=self.clock, ids=CountingIds())
         self.bus = Bus(HANDLERS, self.deps)
+        self.ctx = CTX
 
-    async def send(self, command: Command) -> Any:
-        reply = await self.bus.dispatch(command, CTX)
-        assert isinstance(reply, Reply)
-        return reply.data
-
-    async def start(self, xml: str, variables: dict[str, Any] | None = None) -> str:
-        deployed = await self.send(CreateProcessDefinition(bpmn_xml=xml))
-        data = await self.send(StartProcessInstance(id=deployed["id"], variables=variables or {}))
-        return str(data["instanceGuid"])
-
-    async def state(self, guid: str) -> dict[str, Any]:
-        data: dict[str, Any] = await self.send(GetProcessInstanceState(instance_guid=guid))
-        return data
 
     def row_version(self, guid: str) -> int:
         return self.store.instances[(CTX.tenant_id, guid)].row_version

@@ -19,18 +19,14 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from commands.base import Command
-from commands.definitions import CreateProcessDefinition
 from commands.instances import (
     CancelProcessInstance,
     GetProcessInstanceHistory,
-    GetProcessInstanceState,
     RetryFailedTask,
-    StartProcessInstance,
 )
 from domain import engine as domain_engine
 from domain.service_outcome import Succeeded
-from handlers.bus import Bus, Reply, RequestContext
+from handlers.bus import Bus, RequestContext
 from handlers.deps import Deps
 from handlers.errors import VersionConflict
 from handlers.jobs import Settled, record_call_outcome
@@ -44,6 +40,7 @@ from infra.ids import UuidIds
 from infra.job_store import PostgresJobStore
 from infra.unit_of_work import PostgresUnitOfWorkFactory
 from infra.worker import JobWorker, WorkerConfig, claimed
+from tests.bus_driver import BusDriver
 from tests.infra.local_service import Ledger, local_service
 
 CTX = RequestContext(tenant_id="bank-a", request_id="r-worker", actor="tester")
@@ -148,13 +145,14 @@ class AdjustableClock:
         return self._system.now() + self.offset
 
 
-class Engine:
+class Engine(BusDriver):
     def __init__(self, pool: asyncpg.Pool, caller: HttpCaller) -> None:
         self.pool = pool
         self.caller = caller
         self.clock = AdjustableClock()
         self.deps = Deps(uow=PostgresUnitOfWorkFactory(pool), clock=self.clock, ids=UuidIds())
         self.bus = Bus(HANDLERS, self.deps)
+        self.ctx = CTX
         self.store = PostgresJobStore(pool)
 
     def worker(
@@ -171,19 +169,6 @@ class Engine:
             jitter=lambda: 1.0, housekeeping=housekeeping,
         )
 
-    async def send(self, command: Command) -> Any:
-        reply = await self.bus.dispatch(command, CTX)
-        assert isinstance(reply, Reply)
-        return reply.data
-
-    async def start(self, xml: str, variables: dict[str, Any] | None = None) -> str:
-        deployed = await self.send(CreateProcessDefinition(bpmn_xml=xml))
-        started = await self.send(StartProcessInstance(id=deployed["id"], variables=variables or {}))
-        return str(started["instanceGuid"])
-
-    async def state(self, guid: str) -> dict[str, Any]:
-        data: dict[str, Any] = await self.send(GetProcessInstanceState(instance_guid=guid))
-        return data
 
     async def events(self, guid: str) -> list[dict[str, Any]]:
         data = await self.send(GetProcessInstanceHistory(instance_guid=guid, page_size=100))
