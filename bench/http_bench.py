@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -502,19 +502,24 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through the cleanup like a Ctrl-C
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.connections < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
-        _parser().error("--connections and --rounds must be >= 1, --seconds > 0, --warmup >= 0")
+def guarded(bench: Callable[[], int]) -> int:
+    """Run a benchmark so that SIGTERM, Ctrl-C and its own failures all end in its cleanup."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        return run(args)
+        return bench()
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.connections < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
+        _parser().error("--connections and --rounds must be >= 1, --seconds > 0, --warmup >= 0")
+    return guarded(lambda: run(args))
 
 
 if __name__ == "__main__":

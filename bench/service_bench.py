@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -40,12 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from bench.http_bench import BenchError, ServerProcess, free_port, post_command, process_cpu
+from bench.http_bench import BenchError, ServerProcess, free_port, guarded, post_command, process_cpu
 from infra import sql
 from infra.database import Db, connect, dsn_with_database
 from infra.embedded_pg import EmbeddedPostgres
@@ -448,23 +446,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if min(args.workers, args.in_flight, args.clients, args.rounds) < 1 or args.seconds <= 0 or args.warmup < 0:
         _parser().error("--workers, --in-flight, --clients and --rounds must be >= 1, --seconds > 0, --warmup >= 0")
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
-        return 130
+    return guarded(lambda: run(args))
 
 
 if __name__ == "__main__":
