@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +17,7 @@ from app.codec import encode_failure
 from app.errors import BodyTooLarge, NotServing, failure_for
 from app.lifecycle import Lifecycle
 from app.logging import request_id_var
+from infra.ids import request_id as new_request_id
 
 access_log = logging.getLogger("flowcore.access")
 error_log = logging.getLogger("flowcore.error")
@@ -38,7 +38,7 @@ class RequestInfo:
 def request_info(scope: Scope) -> RequestInfo:
     info = scope.get(SCOPE_KEY)
     if not isinstance(info, RequestInfo):
-        info = RequestInfo(request_id=uuid.uuid4().hex)
+        info = RequestInfo(request_id=new_request_id())
         scope[SCOPE_KEY] = info
     return info
 
@@ -69,7 +69,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         offered = _header(scope, b"x-request-id")
-        request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else new_request_id()
         info = RequestInfo(request_id=request_id)
         scope[SCOPE_KEY] = info
         token = request_id_var.set(request_id)

@@ -20,7 +20,7 @@ import msgspec
 
 from domain.transition import CallService, ScheduleTimer
 from infra import sql
-from infra.database import Db, Row, acquired, translated_errors
+from infra.database import Db, Row, acquire, acquired, translated_errors
 
 JobEffect = CallService | ScheduleTimer
 
@@ -139,8 +139,7 @@ class PostgresJobStore:
         """Call `wake` whenever new due jobs are committed, while inside the block. Holds one
         pooled connection for that long; the event yielded is set if that connection is lost."""
         lost = asyncio.Event()
-        with translated_errors():
-            connection = await self._pool.acquire(timeout=self._timeout)
+        connection = await acquire(self._pool, self._timeout)
         try:
             def notified(*_: object) -> None:
                 wake()

@@ -15,7 +15,7 @@ from handlers.ports import (
     InstanceRepository,
     JobRepository,
 )
-from infra.database import Db, translated_errors
+from infra.database import Db, acquire, translated_errors
 from infra.definition_repository import PostgresDefinitionRepository
 from infra.history_repository import PostgresHistoryRepository
 from infra.idempotency_repository import PostgresIdempotencyRepository
@@ -47,8 +47,7 @@ class PostgresUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._connection is not None:
             raise RuntimeError("a unit of work is entered once; ask the factory for a new one")
-        with translated_errors():
-            connection = await self._pool.acquire(timeout=self._acquire_timeout)
+        connection = await acquire(self._pool, self._acquire_timeout)
         transaction = connection.transaction()
         db = Db(connection)
         db.deferred = transaction  # BEGIN goes out with the first statement, not as a round trip of its own

@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from infra.clock import SystemClock
-from infra.ids import UuidIds
+from infra.ids import UuidIds, request_id
 
 
 def test_clock_is_aware_utc_and_current() -> None:
@@ -17,4 +17,13 @@ def test_ids_are_distinct_uuid4() -> None:
     ids = UuidIds()
     made = [ids.new_id() for _ in range(100)]
     assert len(set(made)) == 100
-    assert all(uuid.UUID(i).version == 4 for i in made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text  # the canonical lower-case, hyphenated form
+
+
+def test_request_ids_are_distinct_hex() -> None:
+    made = [request_id() for _ in range(100)]
+    assert len(set(made)) == 100
+    assert all(len(r) == 32 and int(r, 16) >= 0 for r in made)

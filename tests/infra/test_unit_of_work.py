@@ -147,3 +147,18 @@ async def test_release_leaves_no_transaction_and_no_listener_behind(db_dsn: str)
 
 def _response() -> StoredResponse:
     return StoredResponse(request_hash="h", status_code="00", http_status=200, body=b"{}")
+
+
+async def test_a_unit_of_work_waits_for_a_busy_pool_only_as_long_as_its_timeout(db_dsn: str) -> None:
+    pool = await create_pool(db_dsn, max_size=1)
+    try:
+        factory = PostgresUnitOfWorkFactory(pool, acquire_timeout=0.2)
+        async with factory() as idle_pool_unit:  # the pool's one connection is idle: taken at once
+            assert await idle_pool_unit.definitions.latest("acme", "none") is None
+            with pytest.raises(StorageUnavailable):  # now it is held: the next unit gives up
+                async with factory():
+                    pass
+        async with factory() as again:  # and it came back
+            assert await again.definitions.latest("acme", "none") is None
+    finally:
+        await pool.close()
