@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from app.asgi import headers, send_json
 from app.codec import command_class, decode_data, decode_envelope, encode_failure, encode_success
 from app.errors import BodyTooLarge, MalformedRequest, failure_for, is_internal
 from app.idempotency import KeyLocks, Outcome, run_once
@@ -41,8 +41,27 @@ def _check_content_type(value: str | None) -> None:
         )
 
 
-def _tenant(request: Request) -> str:
-    tenant = request.headers.get("x-tenant-id")
+_CONTENT_TYPE, _TENANT_ID, _IDEMPOTENCY = b"content-type", b"x-tenant-id", b"idempotency-key"
+_READ = (_CONTENT_TYPE, _TENANT_ID, _IDEMPOTENCY)
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending the whole body: there is nobody to answer."""
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _tenant(given: dict[bytes, str]) -> str:
+    tenant = given.get(_TENANT_ID)
     if not tenant:
         raise MalformedRequest("Header X-Tenant-ID is required.", details={"header": "X-Tenant-ID"})
     if not _TENANT.fullmatch(tenant):
@@ -53,8 +72,8 @@ def _tenant(request: Request) -> str:
     return tenant
 
 
-def _idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
+def _idempotency_key(given: dict[bytes, str]) -> str | None:
+    key = given.get(_IDEMPOTENCY)
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):
@@ -82,21 +101,24 @@ async def _execute(bus: Bus, command: Command, ctx: RequestContext, cmd: str) ->
 
 
 class CommandEndpoint:
+    """An ASGI app: Starlette routes POSTs to it as they are (see app.asgi for why)."""
+
     def __init__(self, lifecycle: Lifecycle) -> None:
         self._lifecycle = lifecycle
         self._locks = KeyLocks()
 
-    async def handle(self, request: Request) -> Response:
-        info = request_info(request.scope)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = request_info(scope)
         try:
             bus = self._lifecycle.current().bus
-            _check_content_type(request.headers.get("content-type"))
-            body = await request.body()
+            given = headers(scope, _READ)
+            _check_content_type(given.get(_CONTENT_TYPE))
+            body = await _body(receive)
             envelope = decode_envelope(body)
             cls = command_class(envelope.cmd)
             info.cmd = envelope.cmd  # only once known: client text never reaches the log unchecked
-            info.tenant = tenant = _tenant(request)
-            key = _idempotency_key(request)
+            info.tenant = tenant = _tenant(given)
+            key = _idempotency_key(given)
             command = decode_data(cls, envelope.data)
             if not bus.handles(cls):
                 raise CommandNotSupported(f"Command '{envelope.cmd}' is not supported yet.")
@@ -109,8 +131,10 @@ class CommandEndpoint:
                     uow=bus.deps.uow, clock=bus.deps.clock, locks=self._locks, tenant_id=tenant, key=key,
                     body=body, execute=lambda: _execute(bus, command, ctx, cmd),
                 )
+        except ClientGone:
+            return  # the access line shows status 0: nothing was answered
         except BodyTooLarge:
             raise  # answered by the body limit middleware, which owns that refusal
         except Exception as exc:
             outcome = _failure(exc, info.request_id, info.cmd)
-        return Response(outcome.body, status_code=outcome.http_status, media_type="application/json")
+        await send_json(send, outcome.http_status, outcome.body)

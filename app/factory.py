@@ -131,7 +131,7 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/api/core/cmd", endpoint.handle, methods=["POST"]),
+            Route("/api/core/cmd", endpoint, methods=["POST"]),
             Route("/health", _health, methods=["GET"]),
             _ready_route(lifecycle),
         ],

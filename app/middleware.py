@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.asgi import header, send_json
 from app.codec import encode_failure
 from app.errors import BodyTooLarge, NotServing, failure_for
 from app.lifecycle import Lifecycle
@@ -43,19 +44,9 @@ def request_info(scope: Scope) -> RequestInfo:
     return info
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 async def send_failure(send: Send, exc: BaseException, request_id: str) -> None:
     failure = failure_for(exc, request_id)
-    body = encode_failure(failure, request_id)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": failure.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, failure.http_status, encode_failure(failure, request_id))
 
 
 class RequestLog:
@@ -68,7 +59,7 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = _header(scope, b"x-request-id")
+        offered = header(scope, b"x-request-id")
         request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else new_request_id()
         info = RequestInfo(request_id=request_id)
         scope[SCOPE_KEY] = info
@@ -135,7 +126,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         request_id = request_info(scope).request_id
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
             await send_failure(send, BodyTooLarge(self.limit), request_id)
             return

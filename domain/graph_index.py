@@ -21,8 +21,8 @@ class GraphIndex:
     """Per-graph tables: outgoing flows, scope entry nodes, reachability, parsed JSON properties."""
 
     __slots__ = (
-        "_json", "_reach", "entries", "gated", "graph", "incoming_count", "outgoing", "plain_starts", "straight",
-        "unrun",
+        "_json", "_reach", "called_elements", "entries", "gated", "graph", "incoming_count", "outgoing",
+        "plain_starts", "straight", "tasks", "unrun",
     )
 
     def __init__(self, graph: ProcessGraph) -> None:
@@ -38,6 +38,13 @@ class GraphIndex:
         starts = [graph.nodes[n] for n in graph.start_nodes if n in graph.nodes]
         plain = [n for n in starts if n.event is None or n.event.kind is EventKind.NONE]
         self.plain_starts: tuple[Node, ...] = tuple(plain or starts)
+        # what a state view and a start ask of every graph on every request
+        self.tasks: frozenset[str] = frozenset(node.id for node in graph.nodes.values() if node.is_task)
+        self.called_elements: frozenset[str] = frozenset(
+            node.called_element
+            for node in graph.nodes.values()
+            if node.kind is NodeKind.CALL_ACTIVITY and node.called_element
+        )
         self._reach: dict[str, frozenset[str]] = {}
         self._json: dict[tuple[str, str], Any] = {}
         self.unrun: dict[str, str] = _unrun_attachments(graph)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from domain.model import Definition, NodeKind, ProcessGraph
+from domain.graph_index import index_of
+from domain.model import Definition, ProcessGraph
 from domain.state import InstanceState
 from handlers.deps import Deps
 from handlers.ports import UnitOfWork
@@ -18,12 +19,7 @@ MAX_DEPTH = 5
 
 
 def _called_elements(definition: Definition) -> set[str]:
-    return {
-        node.called_element
-        for process in definition.processes.values()
-        for node in process.nodes.values()
-        if node.kind is NodeKind.CALL_ACTIVITY and node.called_element
-    }
+    return {key for process in definition.processes.values() for key in index_of(process).called_elements}
 
 
 def _local(definition: Definition, key: str) -> bool:

@@ -9,7 +9,8 @@ import msgspec
 
 from domain import view
 from domain.engine import ProcessLookup
-from domain.model import TASK_KINDS, Definition
+from domain.graph_index import index_of
+from domain.model import Definition
 from domain.state import ExecutionMode, InstanceState, InstanceStatus, Token
 from handlers.instance_steps import Applied
 from handlers.ports import DefinitionRecord, InstanceRecord
@@ -154,12 +155,8 @@ def _add_supervision(
 
 def _executed_tasks(definition: Definition, state: InstanceState) -> int:
     """Tasks run, not the events and gateways `completedTasks` also lists."""
-    graphs = definition.processes.values()
-    return sum(
-        1
-        for node_id in state.completed_tasks
-        if any((node := graph.nodes.get(node_id)) is not None and node.kind in TASK_KINDS for graph in graphs)
-    )
+    tasks = [index_of(graph).tasks for graph in definition.processes.values()]
+    return sum(1 for node_id in state.completed_tasks if any(node_id in ids for ids in tasks))
 
 
 def instance_summary(record: InstanceRecord) -> dict[str, Any]:

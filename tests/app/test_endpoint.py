@@ -306,3 +306,51 @@ async def test_outside_the_lifespan_commands_get_53_but_liveness_answers(
     assert ready.status_code == 503
     assert health.status_code == 200
     assert len(calls) == 1
+
+
+async def _call_raw(app: Any, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drive the ASGI app with the given receive messages; returns what it sent."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": URL, "raw_path": URL.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"X-Tenant-ID", TENANT.encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "state": {}}
+    pending = list(chunks)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_a_body_in_several_chunks_is_read_whole(
+    table: dict[type[Command], Handler], calls: list[tuple[Command, RequestContext]]
+) -> None:
+    raw = json.dumps(envelope("GetProcessInstanceStateCommand", {"instanceGuid": "g-chunked"})).encode()
+    parts = [raw[:7], raw[7:20], raw[20:]]
+    app = build(table).app
+    async with app.router.lifespan_context(app):
+        sent = await _call_raw(app, [{"type": "http.request", "body": p, "more_body": i < 2}
+                                     for i, p in enumerate(parts)])
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"])["isSuccessful"] is True
+    assert [cmd for cmd, _ in calls] == [GetProcessInstanceState(instance_guid="g-chunked")]
+
+
+async def test_a_client_gone_before_its_body_ends_gets_no_answer_and_runs_nothing(
+    table: dict[type[Command], Handler], calls: list[tuple[Command, RequestContext]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    app = build(table).app
+    async with app.router.lifespan_context(app):
+        sent = await _call_raw(app, [{"type": "http.request", "body": b'{"cmd": "GetProc', "more_body": True},
+                                     {"type": "http.disconnect"}])
+    assert sent == []
+    assert calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "status=0" in "\n".join(r.getMessage() for r in caplog.records if r.name == "flowcore.access")
