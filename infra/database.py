@@ -64,61 +64,89 @@ def translated_errors() -> Iterator[None]:
 class Db:
     """One connection whose calls raise flowcore's exceptions instead of the driver's.
 
-    `deferred`, when set, is a transaction not yet started: it starts just before the next
-    statement (a unit of work that sends nothing never opens one)."""
+    A unit of work's Db (`Db.on_demand`) has no connection until its first statement: only then
+    does it take one from the pool and, while `begin_first` is set, open a transaction just
+    before that statement. So a unit that sends nothing never touches the pool, and one that
+    computes before it writes (a start runs the engine first) holds a connection only while it
+    talks to the server, which keeps the pool from running dry under concurrent starts."""
 
-    __slots__ = ("connection", "deferred")
+    __slots__ = ("_pool", "_timeout", "begin_first", "connection", "open_transaction")
 
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection | None, *, pool: asyncpg.Pool | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self.connection = connection
-        self.deferred: asyncpg.transaction.Transaction | None = None
+        self._pool = pool
+        self._timeout = timeout
+        self.begin_first = False
+        self.open_transaction: asyncpg.transaction.Transaction | None = None
 
-    async def start_deferred(self) -> None:
-        transaction, self.deferred = self.deferred, None
-        if transaction is not None:
+    @classmethod
+    def on_demand(cls, pool: asyncpg.Pool, timeout: float | None) -> Db:
+        db = cls(None, pool=pool, timeout=timeout)
+        db.begin_first = True
+        return db
+
+    async def ready(self) -> asyncpg.Connection:
+        """The connection, taken from the pool and in a transaction as this Db was told."""
+        connection = self.connection
+        if connection is None:
+            if self._pool is None:
+                raise RuntimeError("this Db has neither a connection nor a pool")
+            connection = self.connection = await acquire(self._pool, self._timeout)
+        if self.begin_first:
+            transaction = connection.transaction()
             with translated_errors():
                 await transaction.start()
+            self.begin_first = False
+            self.open_transaction = transaction
+        return connection
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        if self.deferred is not None:
-            await self.start_deferred()
+        connection = await self.ready()
         with translated_errors():
-            async with self.connection.transaction():
+            async with connection.transaction():
                 yield
 
     async def execute(self, query: str, *args: object) -> str:
-        if self.deferred is not None:
-            await self.start_deferred()
+        connection = self.connection
+        if connection is None or self.begin_first:
+            connection = await self.ready()
         with translated_errors():
-            status: str = await self.connection.execute(query, *args)
+            status: str = await connection.execute(query, *args)
             return status
 
     async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None:
-        if self.deferred is not None:
-            await self.start_deferred()
+        connection = self.connection
+        if connection is None or self.begin_first:
+            connection = await self.ready()
         with translated_errors():
-            await self.connection.executemany(query, args)
+            await connection.executemany(query, args)
 
     async def fetch(self, query: str, *args: object) -> list[Row]:
-        if self.deferred is not None:
-            await self.start_deferred()
+        connection = self.connection
+        if connection is None or self.begin_first:
+            connection = await self.ready()
         with translated_errors():
-            rows: list[Row] = await self.connection.fetch(query, *args)
+            rows: list[Row] = await connection.fetch(query, *args)
             return rows
 
     async def fetchrow(self, query: str, *args: object) -> Row | None:
-        if self.deferred is not None:
-            await self.start_deferred()
+        connection = self.connection
+        if connection is None or self.begin_first:
+            connection = await self.ready()
         with translated_errors():
-            row: Row | None = await self.connection.fetchrow(query, *args)
+            row: Row | None = await connection.fetchrow(query, *args)
             return row
 
     async def fetchval(self, query: str, *args: object) -> Any:
-        if self.deferred is not None:
-            await self.start_deferred()
+        connection = self.connection
+        if connection is None or self.begin_first:
+            connection = await self.ready()
         with translated_errors():
-            return await self.connection.fetchval(query, *args)
+            return await connection.fetchval(query, *args)
 
 
 async def acquire(pool: asyncpg.Pool, timeout: float | None) -> asyncpg.Connection:

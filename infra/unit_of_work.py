@@ -15,7 +15,7 @@ from handlers.ports import (
     InstanceRepository,
     JobRepository,
 )
-from infra.database import Db, acquire, translated_errors
+from infra.database import Db, translated_errors
 from infra.definition_repository import PostgresDefinitionRepository
 from infra.history_repository import PostgresHistoryRepository
 from infra.idempotency_repository import PostgresIdempotencyRepository
@@ -24,8 +24,9 @@ from infra.job_repository import PostgresJobRepository
 
 
 class PostgresUnitOfWork:
-    """`async with uow:` takes a connection; the transaction begins with the first statement (or
-    begin()); commit() commits; leaving the block without it rolls back.
+    """`async with uow:` binds the repositories; the first statement takes a pooled connection
+    and begins the transaction (or begin() does); commit() commits; leaving the block without
+    it rolls back; leaving it gives the connection back.
 
     autocommit(), before any statement, leaves each statement to commit on its own until begin():
     for a unit that reads and then makes one write that is atomic by itself."""
@@ -39,19 +40,15 @@ class PostgresUnitOfWork:
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 10.0) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
-        self._connection: asyncpg.Connection | None = None
         self._db: Db | None = None
-        self._transaction: asyncpg.transaction.Transaction | None = None
+        self._entered_once = False
         self._committed = False
 
     async def __aenter__(self) -> Self:
-        if self._connection is not None:
+        if self._entered_once:
             raise RuntimeError("a unit of work is entered once; ask the factory for a new one")
-        connection = await acquire(self._pool, self._acquire_timeout)
-        transaction = connection.transaction()
-        db = Db(connection)
-        db.deferred = transaction  # BEGIN goes out with the first statement, not as a round trip of its own
-        self._connection, self._db, self._transaction = connection, db, transaction
+        self._entered_once = True
+        self._db = db = Db.on_demand(self._pool, self._acquire_timeout)
         self.definitions = PostgresDefinitionRepository(db)
         self.instances = PostgresInstanceRepository(db)
         self.history = PostgresHistoryRepository(db)
@@ -60,41 +57,39 @@ class PostgresUnitOfWork:
         return self
 
     def _entered(self) -> Db:
-        if self._db is None or self._connection is None:
+        if self._db is None:
             raise RuntimeError("a unit of work is used inside `async with`")
         return self._db
 
     def autocommit(self) -> None:
         db = self._entered()
-        if db.deferred is None:
+        if not db.begin_first:
             raise RuntimeError("autocommit() comes before the unit's first statement")
-        db.deferred = self._transaction = None
+        db.begin_first = False
 
     async def begin(self) -> None:
         db = self._entered()
-        if self._transaction is None:  # in autocommit until now
-            assert self._connection is not None
-            self._transaction = db.deferred = self._connection.transaction()
-        await db.start_deferred()
+        if db.open_transaction is None:
+            db.begin_first = True
+            await db.ready()
 
     async def commit(self) -> None:
         db = self._entered()
-        if db.deferred is not None:
-            db.deferred = self._transaction = None  # nothing was sent: nothing to commit
-        elif self._transaction is not None:
+        db.begin_first = False  # nothing was sent yet: nothing to commit, and nothing to begin now
+        if db.open_transaction is not None:
             with translated_errors():
-                await self._transaction.commit()
+                await db.open_transaction.commit()
         self._committed = True
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        connection, db, transaction = self._connection, self._db, self._transaction
-        if connection is None or db is None:
+        db, self._db = self._db, None
+        if db is None or db.connection is None:
             return
-        self._db = self._transaction = None
+        connection, transaction = db.connection, db.open_transaction
         try:
-            if transaction is not None and db.deferred is None and not self._committed:
+            if transaction is not None and not self._committed:
                 try:
                     await transaction.rollback()
                 except Exception:
@@ -103,7 +98,6 @@ class PostgresUnitOfWork:
                     with contextlib.suppress(asyncpg.InterfaceError):
                         connection.terminate()
         finally:
-            db.deferred = None
             await self._pool.release(connection)
 
 

@@ -156,9 +156,26 @@ async def test_a_unit_of_work_waits_for_a_busy_pool_only_as_long_as_its_timeout(
         async with factory() as idle_pool_unit:  # the pool's one connection is idle: taken at once
             assert await idle_pool_unit.definitions.latest("acme", "none") is None
             with pytest.raises(StorageUnavailable):  # now it is held: the next unit gives up
-                async with factory():
-                    pass
+                async with factory() as starved:
+                    await starved.definitions.latest("acme", "none")
         async with factory() as again:  # and it came back
             assert await again.definitions.latest("acme", "none") is None
+    finally:
+        await pool.close()
+
+
+async def test_a_unit_takes_its_connection_at_its_first_statement_and_gives_it_back(db_dsn: str) -> None:
+    pool = await create_pool(db_dsn, max_size=1)
+    try:
+        factory = PostgresUnitOfWorkFactory(pool, acquire_timeout=0.2)
+        async with factory(), factory() as other:
+            # Entered but silent (a start running its engine): the pool's one connection stays free.
+            assert pool.get_idle_size() == 1
+            await other.idempotency.put("acme", "k", _response(), T0)
+            await other.commit()
+            assert pool.get_idle_size() == 0  # `other` holds it until it leaves
+        assert pool.get_idle_size() == 1
+        async with factory() as reader:
+            assert await reader.idempotency.get("acme", "k", T0) == _response()
     finally:
         await pool.close()
