@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import FrameType
@@ -19,7 +20,7 @@ import uvicorn
 
 from app.container import build_container, open_storage, start_database
 from app.factory import create_app
-from app.logging import configure_logging
+from app.logging import configure_logging, flush_logs
 from infra.database import Db, connect
 from infra.migrate import migrate
 from infra.settings import Settings, SettingsError, load_settings
@@ -51,6 +52,16 @@ class FlowcoreServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._on_exit()  # new requests on open connections now get "53"
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises a stop signal once it has shut down, and the process then dies of
+        # it without running exit handlers: write the log lines still waiting in their batch.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                flush_logs()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import threading
 import time
 from contextvars import ContextVar
+from typing import TextIO
 
 # Set by the request middleware for the duration of one request; "-" outside requests.
 request_id_var: ContextVar[str] = ContextVar("flowcore_request_id", default="-")
@@ -32,6 +35,61 @@ class LineFormatter(logging.Formatter):
         return f"{text},{int(record.msecs):03d}"  # logging's default_msec_format
 
 
+class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
+    """Writes lines below WARNING in batches at most `interval` seconds apart, the rest at once.
+
+    An access line per request would otherwise cost a write to stderr per request. A WARNING
+    or worse goes out immediately with every line before it, in order, and so do the lines
+    waiting when the process exits normally; a process that is killed loses at most `interval`
+    seconds of lines below WARNING. The batches are written by a daemon thread started with
+    the first line that waits."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.2, max_pending: int = 512) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self.max_pending = max_pending
+        self._pending: list[str] = []
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:  # called under the handler's lock
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING or len(self._pending) >= self.max_pending:
+                self._write()
+            elif self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_every, name="flowcore-log", daemon=True)
+                self._flusher.start()
+        except Exception:
+            self.handleError(record)
+
+    def _write(self) -> None:
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending.clear()
+            self.stream.write(text)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write()
+        finally:
+            self.release()
+
+    def _flush_every(self) -> None:
+        while not self._closed.wait(self.interval):
+            with contextlib.suppress(Exception):  # stderr gone: nothing to report it on
+                self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        try:
+            self.flush()
+        finally:
+            super().close()
+
+
 class RequestIdFilter(logging.Filter):
     """Adds `request_id` to every record so the format can name it."""
 
@@ -41,6 +99,12 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def flush_logs() -> None:
+    """Write whatever the root logger's handlers hold back (see BatchingHandler)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
 def configure_logging(level: int | str = logging.INFO) -> None:
     """Route flowcore's and uvicorn's records to one stderr handler in one format."""
     # The lines name no thread, process or source line: skip looking them up for every record.
@@ -48,7 +112,7 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchingHandler(sys.stderr)
     handler.setFormatter(LineFormatter())
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()

@@ -155,8 +155,8 @@ def _add_supervision(
 
 def _executed_tasks(definition: Definition, state: InstanceState) -> int:
     """Tasks run, not the events and gateways `completedTasks` also lists."""
-    tasks = [index_of(graph).tasks for graph in definition.processes.values()]
-    return sum(1 for node_id in state.completed_tasks if any(node_id in ids for ids in tasks))
+    tasks = frozenset().union(*(index_of(graph).tasks for graph in definition.processes.values()))
+    return sum(1 for node_id in state.completed_tasks if node_id in tasks)
 
 
 def instance_summary(record: InstanceRecord) -> dict[str, Any]:

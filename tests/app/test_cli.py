@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +136,53 @@ def test_once_started_the_server_freezes_what_startup_built_and_collects_less_of
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _record(level: int, text: str) -> logging.LogRecord:
+    return logging.LogRecord("flowcore.test", level, __file__, 1, text, None, None)
+
+
+def test_info_lines_wait_for_their_batch_and_a_warning_takes_them_along_in_order() -> None:
+    import io
+
+    from app.logging import BatchingHandler
+
+    stream = io.StringIO()
+    handler = BatchingHandler(stream, interval=3600)  # the batch timer never fires here
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    try:
+        handler.handle(_record(logging.INFO, "first"))
+        handler.handle(_record(logging.INFO, "second"))
+        assert stream.getvalue() == ""
+        handler.handle(_record(logging.WARNING, "trouble"))
+        assert stream.getvalue() == "INFO first\nINFO second\nWARNING trouble\n"
+        handler.handle(_record(logging.INFO, "third"))
+    finally:
+        handler.close()
+    assert stream.getvalue().endswith("WARNING trouble\nINFO third\n")  # closing writes what waits
+
+
+def test_waiting_lines_are_written_within_the_interval_or_when_too_many_wait() -> None:
+    import io
+
+    from app.logging import BatchingHandler
+
+    stream = io.StringIO()
+    handler = BatchingHandler(stream, interval=0.05)
+    try:
+        handler.handle(_record(logging.INFO, "soon"))
+        deadline = time.monotonic() + 10
+        while "soon" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.getvalue() == "soon\n"
+    finally:
+        handler.close()
+
+    crowded = io.StringIO()
+    handler = BatchingHandler(crowded, interval=3600, max_pending=3)
+    try:
+        for n in range(3):
+            handler.handle(_record(logging.INFO, f"line {n}"))
+        assert crowded.getvalue() == "line 0\nline 1\nline 2\n"
+    finally:
+        handler.close()
