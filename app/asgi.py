@@ -7,26 +7,27 @@ object to read three headers and a body and write one answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from starlette.types import Scope, Send
 
 _JSON = b"application/json"
 
 
-def headers(scope: Scope, names: Iterable[bytes]) -> dict[bytes, str]:
+def headers(scope: Scope, names: frozenset[bytes]) -> dict[bytes, str]:
     """The first value of each of `names` (lower case) that the request carries."""
-    wanted = frozenset(names)
     found: dict[bytes, str] = {}
     for key, value in scope.get("headers", ()):
         name = key.lower()
-        if name in wanted and name not in found:
+        if name in names and name not in found:
             found[name] = value.decode("latin-1")
     return found
 
 
 def header(scope: Scope, name: bytes) -> str | None:
-    return headers(scope, (name,)).get(name)
+    """The first value of header `name` (lower case), if the request carries it."""
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:

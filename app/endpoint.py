@@ -42,7 +42,7 @@ def _check_content_type(value: str | None) -> None:
 
 
 _CONTENT_TYPE, _TENANT_ID, _IDEMPOTENCY = b"content-type", b"x-tenant-id", b"idempotency-key"
-_READ = (_CONTENT_TYPE, _TENANT_ID, _IDEMPOTENCY)
+_READ = frozenset({_CONTENT_TYPE, _TENANT_ID, _IDEMPOTENCY})
 
 
 class ClientGone(Exception):
