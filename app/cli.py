@@ -61,7 +61,8 @@ class FlowcoreServer(uvicorn.Server):
             try:
                 yield
             finally:
-                flush_logs()
+                with contextlib.suppress(Exception):  # stderr gone: the stop signal must still be re-raised
+                    flush_logs()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

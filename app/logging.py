@@ -50,18 +50,27 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]  # gener
         self.max_pending = max_pending
         self._pending: list[str] = []
         self._flusher: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._stop = threading.Event()  # not `_closed`: logging.Handler keeps a flag of that name
 
     def emit(self, record: logging.LogRecord) -> None:  # called under the handler's lock
         try:
             self._pending.append(self.format(record) + self.terminator)
-            if record.levelno >= logging.WARNING or len(self._pending) >= self.max_pending:
+            if record.levelno >= logging.WARNING or len(self._pending) >= self.max_pending or self._stop.is_set():
                 self._write()
             elif self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_every, name="flowcore-log", daemon=True)
-                self._flusher.start()
+                self._start_flusher()
         except Exception:
             self.handleError(record)
+
+    def _start_flusher(self) -> None:
+        flusher = threading.Thread(target=self._flush_every, name="flowcore-log", daemon=True)
+        try:
+            flusher.start()
+        except RuntimeError:  # no new threads while the interpreter shuts down: write at once
+            self._stop.set()
+            self._write()
+            return
+        self._flusher = flusher
 
     def _write(self) -> None:
         if self._pending:
@@ -78,12 +87,13 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]  # gener
             self.release()
 
     def _flush_every(self) -> None:
-        while not self._closed.wait(self.interval):
+        while not self._stop.wait(self.interval):
             with contextlib.suppress(Exception):  # stderr gone: nothing to report it on
                 self.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        """Writes what waits; lines logged after this are written at once (closing twice is fine)."""
+        self._stop.set()
         try:
             self.flush()
         finally:

@@ -92,15 +92,21 @@ class Db:
         """The connection, taken from the pool and in a transaction as this Db was told."""
         connection = self.connection
         if connection is None:
-            if self._pool is None:
-                raise RuntimeError("this Db has neither a connection nor a pool")
-            connection = self.connection = await acquire(self._pool, self._timeout)
+            pool, self._pool = self._pool, None  # taken once: a statement racing this one fails, takes no second
+            if pool is None:
+                raise RuntimeError("this Db has no connection: one statement at a time, inside its unit of work")
+            connection = self.connection = await acquire(pool, self._timeout)
         if self.begin_first:
             transaction = connection.transaction()
             with translated_errors():
                 await transaction.start()
             self.begin_first = False
             self.open_transaction = transaction
+        return connection
+
+    def detach(self) -> asyncpg.Connection | None:
+        """Ends this Db's use: no later statement can take a connection. Returns the one it holds."""
+        connection, self.connection, self._pool = self.connection, None, None
         return connection
 
     @contextlib.asynccontextmanager
@@ -152,8 +158,9 @@ class Db:
 async def acquire(pool: asyncpg.Pool, timeout: float | None) -> asyncpg.Connection:
     """A pooled connection, waiting at most `timeout` seconds for one to come free.
 
-    The timeout is only armed when no connection is idle: then taking one cannot wait, and
-    arming it (a timer and a task lookup) would cost about a tenth of a start's storage work."""
+    The timeout is only armed when no connection is idle: then taking one cannot wait (asyncpg's
+    pool hands out a connected holder before one that would have to connect), and arming it (a
+    timer and a task lookup) would cost about a tenth of a start's storage work."""
     with translated_errors():
         if pool.get_idle_size() > 0:
             return await pool.acquire()
@@ -167,7 +174,7 @@ async def acquired(pool: asyncpg.Pool, *, timeout: float | None = None) -> Async
     try:
         yield Db(connection)
     finally:
-        await pool.release(connection)
+        await pool.release(connection, timeout=timeout)
 
 
 def _encode_jsonb(value: bytes | str) -> bytes:

@@ -85,9 +85,12 @@ class PostgresUnitOfWork:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         db, self._db = self._db, None
-        if db is None or db.connection is None:
+        if db is None:
             return
-        connection, transaction = db.connection, db.open_transaction
+        transaction = db.open_transaction
+        connection = db.detach()  # repositories kept past the block can no longer take a connection
+        if connection is None:
+            return
         try:
             if transaction is not None and not self._committed:
                 try:
@@ -98,7 +101,7 @@ class PostgresUnitOfWork:
                     with contextlib.suppress(asyncpg.InterfaceError):
                         connection.terminate()
         finally:
-            await self._pool.release(connection)
+            await self._pool.release(connection, timeout=self._acquire_timeout)
 
 
 class PostgresUnitOfWorkFactory:

@@ -186,3 +186,17 @@ def test_waiting_lines_are_written_within_the_interval_or_when_too_many_wait() -
         assert crowded.getvalue() == "line 0\nline 1\nline 2\n"
     finally:
         handler.close()
+
+
+def test_a_closed_batching_handler_writes_at_once_and_closes_twice_without_harm() -> None:
+    import io
+
+    from app.logging import BatchingHandler
+
+    stream = io.StringIO()
+    handler = BatchingHandler(stream, interval=3600)
+    handler.handle(_record(logging.INFO, "before"))
+    handler.close()
+    handler.handle(_record(logging.INFO, "after"))  # e.g. logged by an exit handler
+    assert stream.getvalue() == "before\nafter\n"
+    handler.close()  # logging.shutdown closes every handler again at exit

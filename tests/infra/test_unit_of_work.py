@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -179,3 +181,24 @@ async def test_a_unit_takes_its_connection_at_its_first_statement_and_gives_it_b
             assert await reader.idempotency.get("acme", "k", T0) == _response()
     finally:
         await pool.close()
+
+
+async def test_a_unit_refuses_a_second_connection_and_any_statement_after_its_block(db_dsn: str) -> None:
+    pool = await create_pool(db_dsn, max_size=3)
+    try:
+        factory = PostgresUnitOfWorkFactory(pool, acquire_timeout=5)
+        held = await pool.acquire()  # none idle now: the unit's first statement waits while it connects
+        async with factory() as uow:
+            results = await asyncio.gather(
+                uow.definitions.latest("acme", "a"), uow.definitions.latest("acme", "b"), return_exceptions=True
+            )
+            assert any(isinstance(r, (RuntimeError, asyncpg.InterfaceError)) for r in results)
+            assert pool.get_size() - pool.get_idle_size() == 2  # `held` and the unit's one: no second for it
+        await pool.release(held)
+        async with factory() as silent:
+            kept = silent.definitions
+        with pytest.raises(RuntimeError):
+            await kept.latest("acme", "a")
+        assert pool.get_size() - pool.get_idle_size() == 0  # nothing left held
+    finally:
+        pool.terminate()  # not close(): that would wait forever for a leaked connection
