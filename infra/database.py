@@ -174,7 +174,7 @@ async def acquired(pool: asyncpg.Pool, *, timeout: float | None = None) -> Async
     try:
         yield Db(connection)
     finally:
-        await pool.release(connection, timeout=timeout)
+        await pool.release(connection)
 
 
 def _encode_jsonb(value: bytes | str) -> bytes:

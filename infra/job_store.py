@@ -162,4 +162,4 @@ class PostgresJobStore:
                         # one still listening must not go back to the pool.
                         connection.terminate()
         finally:
-            await self._pool.release(connection, timeout=self._timeout)
+            await self._pool.release(connection)

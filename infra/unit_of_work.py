@@ -101,7 +101,10 @@ class PostgresUnitOfWork:
                     with contextlib.suppress(asyncpg.InterfaceError):
                         connection.terminate()
         finally:
-            await self._pool.release(connection, timeout=self._acquire_timeout)
+            # No release timeout: the rollback is done above and the reset query is empty
+            # (PooledConnection), so release sends nothing that could hang, and a timeout
+            # would arm a timer per unit of work.
+            await self._pool.release(connection)
 
 
 class PostgresUnitOfWorkFactory:
