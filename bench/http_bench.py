@@ -331,14 +331,14 @@ cProfile.run("main(sys.argv[2:])", sys.argv[1])
 """
 
 
-def _flowcore_command(port: int, profile_path: Path | None) -> list[str]:
+def flowcore_command(port: int, profile_path: Path | None) -> list[str]:
     serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
     if profile_path is None:
         return [sys.executable, "-m", "app.cli", *serve]
     return [sys.executable, "-c", _PROFILED_SERVE, str(profile_path), *serve]
 
 
-def _print_profile(path: Path, limit: int = 30) -> None:
+def print_profile(path: Path, limit: int = 30) -> None:
     import pstats
 
     if not path.exists():
@@ -404,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
         profile_path = scratch / "flowcore.prof" if args.profile else None
         flowcore_port = free_port()
         flowcore = ServerProcess(
-            "flowcore", _flowcore_command(flowcore_port, profile_path),
+            "flowcore", flowcore_command(flowcore_port, profile_path),
             {**os.environ, "DATABASE_URL": flowcore_dsn, "FLOWCORE_DEMO_TENANT": "",
              "FLOWCORE_POOL_SIZE": str(args.pool_size), "FLOWCORE_LOG_LEVEL": args.log_level,
              "FLOWCORE_DATA_DIR": str(scratch / "flowcore-data")},
@@ -479,7 +479,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"server CPU per request, bare/flowcore: {cpu_ratio:.2f} (where the throughput ratio settles when "
               "each server saturates its core and nothing else competes)")
         if profile_path is not None:
-            _print_profile(profile_path)
+            print_profile(profile_path)
         return 0 if ratio >= TARGET_RATIO or args.profile else 1
 
 

@@ -43,7 +43,16 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from bench.http_bench import BenchError, ServerProcess, free_port, guarded, post_command, process_cpu
+from bench.http_bench import (
+    BenchError,
+    ServerProcess,
+    flowcore_command,
+    free_port,
+    guarded,
+    post_command,
+    print_profile,
+    process_cpu,
+)
 from infra import sql
 from infra.database import Db, connect, dsn_with_database
 from infra.embedded_pg import EmbeddedPostgres
@@ -334,30 +343,6 @@ def _format(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-# uvicorn re-raises the stop signal once it has shut down; a handler turns that into a normal
-# exit so that cProfile writes its file.
-_PROFILED_SERVE = """
-import cProfile, signal, sys
-signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-from app.cli import main
-cProfile.run("main(sys.argv[2:])", sys.argv[1])
-"""
-
-
-def _print_profile(path: Path, limit: int = 35) -> None:
-    import pstats
-
-    if not path.exists():
-        print(f"(no profile was written to {path})")
-        return
-    stats = pstats.Stats(str(path))
-    stats.strip_dirs()
-    print("\nflowcore server profile (cProfile), by own time:")
-    stats.sort_stats("tottime").print_stats(limit)
-    print("by cumulative time:")
-    stats.sort_stats("cumulative").print_stats(limit)
-
-
 def run(args: argparse.Namespace) -> int:
     name = f"flowcore_service_bench_{secrets.token_hex(4)}"
     with contextlib.ExitStack() as stack:
@@ -384,12 +369,9 @@ def run(args: argparse.Namespace) -> int:
         stub.wait_ready("/health")
 
         port = free_port()
-        serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
         profile = scratch / "flowcore.prof"
-        command = [sys.executable, "-c", _PROFILED_SERVE, str(profile), *serve] if args.profile else [
-            sys.executable, "-m", "app.cli", *serve]
         flowcore = ServerProcess(
-            "flowcore", command,
+            "flowcore", flowcore_command(port, profile if args.profile else None),
             {**os.environ, "DATABASE_URL": dsn, "FLOWCORE_DEMO_TENANT": "", "FLOWCORE_LOG_LEVEL": args.log_level,
              "FLOWCORE_WORKERS": str(args.workers), "FLOWCORE_POOL_SIZE": str(args.pool_size),
              "FLOWCORE_JOB_POLL_MS": "10", "FLOWCORE_DATA_DIR": str(scratch / "flowcore-data")},
@@ -422,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
             service = statistics.median(r.per_second for r in rows if r.scenario == SERVICE)
             print(f"\nservice / automatic (instances per second): {service / auto:.2f}")
         if args.profile:
-            _print_profile(profile)
+            print_profile(profile, limit=35)
         if any(r.errors for r in rows):
             print(f"instances in error: see {scratch / 'flowcore.log'}", file=sys.stderr)
             return 1
